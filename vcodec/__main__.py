@@ -1,0 +1,5 @@
+import sys
+
+from vcodec.cli import main
+
+sys.exit(main())

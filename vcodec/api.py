@@ -1,0 +1,215 @@
+"""File-level verbs: encode, decode, info. The CLI is a thin shell over these."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vcodec.codec import FrameDecoder, FrameEncoder
+from vcodec.entropy.coder import CODER_ID
+from vcodec.errors import StreamError, UserError
+from vcodec.fileio import atomic_output, check_output
+from vcodec.metrics import frame_psnr, mean_metrics
+from vcodec.stream import FRAME_TYPES, ROLE_KEYFRAME, StreamHeader, StreamReader, StreamWriter, frame_hash
+from vcodec.video import ColorInfo, VideoReader, VideoWriter
+from vcodec.zoo import LoadedModel, load_keyframe
+
+DEFAULT_QUALITY = 4.0
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without it is a user error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("CUDA was requested but no CUDA device is available (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
+
+
+def _check_quality(model: LoadedModel, quality: float) -> None:
+    top = model.model.levels - 1
+    if not 0 <= quality <= top:
+        raise UserError(f"quality must be between 0 and {top} (got {quality})")
+
+
+@dataclass
+class EncodeResult:
+    output: Path
+    frames: int
+    bytes: int
+    width: int
+    height: int
+    fps: Fraction
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def bpp(self) -> float:
+        return self.bytes * 8 / (self.width * self.height * max(self.frames, 1))
+
+    @property
+    def kbps(self) -> float:
+        return self.bytes * 8 * float(self.fps) / max(self.frames, 1) / 1000
+
+
+def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float = DEFAULT_QUALITY,
+           intra_period: int = 1, frames: int | None = None, weights: str | os.PathLike | None = None,
+           device: str = "cpu", progress: bool = True) -> EncodeResult:
+    """Encode a video file into a .lvc stream (all frames are keyframes in this version)."""
+    out = check_output(output, input)
+    if intra_period != 1:
+        raise UserError("this version codes keyframes only: use --intra-period 1")
+    if frames is not None and frames < 1:
+        raise UserError("--frames must be at least 1")
+    dev = resolve_device(device)
+    model = load_keyframe(weights, dev)
+    _check_quality(model, quality)
+    start = time.time()
+    with VideoReader(input) as reader:
+        info = reader.info
+        total = min(x for x in (info.frame_count, frames) if x) if (info.frame_count or frames) else None
+        encoder = FrameEncoder(model.model, quality, dev)
+        rows = []
+        with atomic_output(out) as tmp, open(tmp, "wb") as f:
+            header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model)
+            writer = StreamWriter(f, header)
+            with tqdm(total=total, desc="encode", unit="frame", disable=not progress, leave=False) as bar:
+                for index, frame in enumerate(reader):
+                    if frames is not None and index >= frames:
+                        break
+                    coded = encoder.encode(frame, index)
+                    writer.write(coded.packet)
+                    rows.append(frame_psnr(frame, coded.recon))
+                    bar.update(1)
+            if not rows:
+                raise UserError(f"{input} contains no video frames")
+            header.frame_count = len(rows)
+            writer.close()
+            f.seek(0)
+            f.write(header.pack())
+    size = out.stat().st_size
+    return EncodeResult(out, len(rows), size, info.width, info.height, info.fps, time.time() - start,
+                        mean_metrics(rows))
+
+
+def _header(width: int, height: int, fps: Fraction, color: ColorInfo, intra_period: int, quality: float,
+            model: LoadedModel) -> StreamHeader:
+    return StreamHeader(
+        width=width, height=height, fps=fps, frame_count=0, intra_period=intra_period, quality=quality,
+        coder_id=CODER_ID, models=[(ROLE_KEYFRAME, bytes.fromhex(model.sha256))],
+        color_primaries=color.primaries, color_transfer=color.transfer, color_matrix=color.matrix,
+        color_range=color.range,
+    )
+
+
+@dataclass
+class DecodeResult:
+    output: Path
+    frames: int
+    seconds: float
+    mismatched_frames: list[int] = field(default_factory=list)
+
+
+def _check_weights(header: StreamHeader, model: LoadedModel) -> None:
+    for role, digest in header.models:
+        if role == ROLE_KEYFRAME and digest.hex() != model.sha256:
+            raise StreamError(
+                f"stream needs keyframe weights {digest.hex()[:16]}, loaded weights are {model.sha256[:16]} "
+                "(pass the matching file with --weights)"
+            )
+    if header.coder_id != CODER_ID:
+        raise StreamError(f"stream uses entropy coder {header.coder_id}, this decoder has {CODER_ID}")
+
+
+def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "auto", start: int = 0,
+           frames: int | None = None, crf: int | None = None, verify: bool = False,
+           weights: str | os.PathLike | None = None, progress: bool = True) -> DecodeResult:
+    """Decode a .lvc stream to .y4m, .mkv or .mp4 (chosen by the output's extension).
+
+    With `verify`, every frame is compared with the encoder's reconstruction hash
+    and a mismatch raises an error naming the first differing frame.
+    """
+    out = check_output(output, input)
+    if start < 0 or (frames is not None and frames < 1):
+        raise UserError("--start must be >= 0 and --frames >= 1")
+    dev = resolve_device(device)
+    t0 = time.time()
+    with StreamReader(input) as reader:
+        h = reader.header
+        model = load_keyframe(weights, dev)
+        _check_weights(h, model)
+        if start >= h.frame_count:
+            raise UserError(f"--start {start} is past the end of the stream ({h.frame_count} frames)")
+        end = h.frame_count if frames is None else min(h.frame_count, start + frames)
+        decoder = FrameDecoder(model.model, h.width, h.height, dev)
+        color = ColorInfo(h.color_primaries, h.color_transfer, h.color_matrix, h.color_range)
+        written = 0
+        mismatched = []
+        with atomic_output(out) as tmp:
+            with VideoWriter(tmp, h.width, h.height, h.fps, color, crf, container_format=out.suffix) as writer:
+                gop = reader.gop_for_frame(start)
+                with tqdm(total=end - start, desc="decode", unit="frame", disable=not progress, leave=False) as bar:
+                    for packet in reader.packets(gop.offset):
+                        if packet.frame_index >= end:
+                            break
+                        frame = decoder.decode(packet)
+                        if packet.frame_index < start:
+                            continue
+                        if verify and frame_hash(frame.tobytes()) != packet.recon_hash:
+                            mismatched.append(packet.frame_index)
+                            raise StreamError(
+                                f"frame {packet.frame_index}: decoded frame differs from the encoder's "
+                                "reconstruction (hash mismatch)"
+                            )
+                        writer.write(frame)
+                        written += 1
+                        bar.update(1)
+            if written != end - start:
+                raise StreamError(f"stream truncated: {written} of {end - start} frames present")
+    return DecodeResult(out, written, time.time() - t0, mismatched)
+
+
+@dataclass
+class StreamInfo:
+    path: Path
+    header: StreamHeader
+    file_bytes: int
+    packets: list[dict] = field(default_factory=list)
+    gops: list[dict] = field(default_factory=list)
+
+    @property
+    def bpp(self) -> float:
+        h = self.header
+        return self.file_bytes * 8 / (h.width * h.height * max(h.frame_count, 1))
+
+    @property
+    def kbps(self) -> float:
+        return self.file_bytes * 8 * float(self.header.fps) / max(self.header.frame_count, 1) / 1000
+
+
+def info(input: str | os.PathLike) -> StreamInfo:
+    """Header, per-frame and per-GOP sizes of a stream (every packet is checked)."""
+    with StreamReader(input) as reader:
+        result = StreamInfo(Path(input), reader.header, reader.size)
+        for packet in reader.packets():
+            result.packets.append({"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type],
+                                   "bytes": packet.size, "quality": packet.quality})
+        if len(result.packets) != reader.header.frame_count:
+            raise StreamError(
+                f"stream holds {len(result.packets)} packets but its header says {reader.header.frame_count} frames"
+            )
+        bounds = [g.first_frame for g in reader.gops] + [reader.header.frame_count]
+        for first, nxt in zip(bounds, bounds[1:]):
+            size = sum(p["bytes"] for p in result.packets[first:nxt])
+            result.gops.append({"first_frame": first, "frames": nxt - first, "bytes": size})
+    return result

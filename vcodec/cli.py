@@ -1,0 +1,140 @@
+"""`vcodec` command line: encode, decode, info.
+
+User errors print one line on stderr and exit non-zero (1: bad input or option,
+3: damaged or incompatible stream, 130: interrupted); no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from vcodec import __version__
+from vcodec.errors import StreamError, UserError
+
+EXIT_USER, EXIT_STREAM, EXIT_INTERRUPTED = 1, 3, 130
+
+
+def _version_text() -> str:
+    from vcodec.zoo import DEFAULT_KEYFRAME, load_keyframe
+
+    lines = [f"vcodec {__version__}"]
+    try:
+        model = load_keyframe()
+        steps = model.meta.get("steps", "?")
+        lines.append(
+            f"  keyframe model: {DEFAULT_KEYFRAME.name} sha256 {model.sha256[:16]} "
+            f"quality 0-{model.model.levels - 1} ({steps} training steps)"
+        )
+    except UserError as exc:
+        lines.append(f"  keyframe model: unavailable ({exc})")
+    lines.append("  inter model: none (this version codes keyframes only)")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vcodec", description="Learned video codec.")
+    p.add_argument("--version", action="store_true", help="show version and shipped models")
+    sub = p.add_subparsers(dest="command")
+
+    e = sub.add_parser("encode", help="encode a video file to a .lvc stream")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True, help="output .lvc file")
+    e.add_argument("-q", "--quality", type=float, default=4.0, help="quality index (higher = more bits), default 4")
+    e.add_argument("--intra-period", type=int, default=1, help="frames per GOP (this version: 1)")
+    e.add_argument("--frames", type=int, help="encode only the first N frames")
+    e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    d = sub.add_parser("decode", help="decode a .lvc stream to .y4m, .mkv (FFV1) or .mp4 (H.264)")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", required=True, help="output video; the extension picks the format")
+    d.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    d.add_argument("--start", type=int, default=0, help="first frame to output")
+    d.add_argument("--frames", type=int, help="number of frames to output")
+    d.add_argument("--crf", type=int, help="MP4 only: lossy H.264 viewing copy at this CRF (default lossless)")
+    d.add_argument("--verify", action="store_true", help="check every frame against the encoder's hash")
+    d.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    d.add_argument("--quiet", action="store_true")
+
+    i = sub.add_parser("info", help="show a stream's header, GOPs and per-frame sizes")
+    i.add_argument("input")
+    i.add_argument("--frames", action="store_true", help="list every frame")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vcodec import api
+
+    if args.command == "encode":
+        r = api.encode(args.input, args.output, args.quality, args.intra_period, args.frames, args.weights,
+                       args.device, progress=not args.quiet)
+        if not args.quiet:
+            m = r.metrics
+            print(f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.bytes} bytes, "
+                  f"{r.bpp:.4f} bpp, {r.kbps:.1f} kbps, PSNR-YUV {m['psnr_yuv']:.2f} dB, "
+                  f"{r.frames / r.seconds:.2f} frames/s")
+    elif args.command == "decode":
+        r = api.decode(args.input, args.output, args.device, args.start, args.frames, args.crf, args.verify,
+                       args.weights, progress=not args.quiet)
+        if not args.quiet:
+            check = ", all frames match the encoder" if args.verify else ""
+            print(f"{r.output}: {r.frames} frames, {r.frames / r.seconds:.2f} frames/s{check}")
+    elif args.command == "info":
+        s = api.info(args.input)
+        h = s.header
+        print(f"{s.path}: .lvc version {h.version[0]}.{h.version[1]}, {s.file_bytes} bytes")
+        print(f"  video: {h.width}x{h.height} yuv420p, {h.fps} fps, {h.frame_count} frames")
+        print(f"  colour: primaries {h.color_primaries}, transfer {h.color_transfer}, matrix {h.color_matrix},"
+              f" range {h.color_range}")
+        print(f"  coding: quality {h.quality:g}, intra period {h.intra_period}, entropy coder {h.coder_id}")
+        for role, digest in h.models:
+            print(f"  model: {'keyframe' if role == 0 else 'inter'} weights sha256 {digest.hex()[:16]}")
+        print(f"  rate: {s.bpp:.4f} bpp, {s.kbps:.1f} kbps")
+        by_type: dict[str, list[int]] = {}
+        for p in s.packets:
+            by_type.setdefault(p["type"], []).append(p["bytes"])
+        for t, sizes in by_type.items():
+            print(f"  {t}-frames: {len(sizes)}, {sum(sizes)} bytes, mean {sum(sizes) / len(sizes):.0f} bytes")
+        print(f"  GOPs: {len(s.gops)}")
+        for g in s.gops if args.frames else s.gops[:8]:
+            print(f"    GOP at frame {g['first_frame']}: {g['frames']} frames, {g['bytes']} bytes")
+        if not args.frames and len(s.gops) > 8:
+            print(f"    ... {len(s.gops) - 8} more (--frames lists everything)")
+        if args.frames:
+            for p in s.packets:
+                print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vcodec: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(_version_text())
+        return 0
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER
+    warnings.showwarning = _one_line_warning
+    try:
+        return _run(args)
+    except StreamError as exc:
+        print(f"vcodec: error: {exc}", file=sys.stderr)
+        return EXIT_STREAM
+    except UserError as exc:
+        print(f"vcodec: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("vcodec: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

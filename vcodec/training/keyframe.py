@@ -1,0 +1,37 @@
+"""Keyframe training stage: rate-distortion loss with lambda sampled per sample."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vcodec.models.keyframe import KeyframeCodec
+
+
+def yuv_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample (6*MSE_Y + MSE_U + MSE_V) / 8 on 6-channel 4:2:0 tensors, the PSNR-YUV weighting."""
+    se = (x_hat - x) ** 2
+    return (6 * se[:, :4].mean((1, 2, 3)) + se[:, 4].mean((1, 2)) + se[:, 5].mean((1, 2))) / 8
+
+
+def rd_loss(model: KeyframeCodec, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """lambda(q) * 255^2 * D + R, R in bits per luma pixel; returns (loss, metrics)."""
+    out = model(x, q)
+    luma_pixels = x.shape[-1] * x.shape[-2] * 4
+    bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
+    bpp = bits / luma_pixels
+    mse = yuv_mse(out["x_hat"], x)
+    loss = (model.lmbda(q) * 255**2 * mse + bpp).mean()
+    psnr = float((10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))).mean())
+    return loss, {"bpp": float(bpp.detach().mean()), "psnr_yuv": psnr}
+
+
+def sample_quality(batch: int, levels: int, step: int, seed: int) -> torch.Tensor:
+    """Continuous quality per sample, uniform over [0, levels-1] (trains interpolation too)."""
+    g = torch.Generator().manual_seed(seed * 7_000_003 + step + 1)
+    return torch.rand(batch, generator=g) * (levels - 1)
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))

@@ -1,0 +1,162 @@
+"""A small, resumable training loop shared by every stage.
+
+Operations a long CPU run needs: warm-up then cosine learning rate, gradient
+clipping, an exponential moving average of the weights (what gets exported),
+checkpoints every few minutes written atomically with the full state (model,
+EMA, optimizer, step, elapsed time), a CSV log and a tqdm bar. Batches are a pure
+function of the step number, so stop-and-resume reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+
+@dataclass
+class Schedule:
+    lr: float = 5e-4
+    warmup: int = 300
+    total_steps: int = 100_000
+    final_lr_ratio: float = 0.05
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
+        ratio = self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        return self.lr * ratio
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs `step_fn(step) -> (loss, metrics)` with checkpointing and logging."""
+
+    def __init__(self, model: nn.Module, run_dir: str | os.PathLike, schedule: Schedule,
+                 clip: float = 1.0, ema_decay: float = 0.999, checkpoint_minutes: float = 10.0):
+        self.model = model
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.schedule = schedule
+        self.clip = clip
+        self.ema_decay = ema_decay
+        self.checkpoint_seconds = checkpoint_minutes * 60
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=schedule.lr)
+        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.step = 0
+        self.elapsed = 0.0
+        self._stop = False
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+        }
+
+    def save(self) -> None:
+        atomic_save(self.state(), self.checkpoint_path)
+
+    def resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema = state["ema"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        return True
+
+    def init_from(self, weights: dict[str, torch.Tensor]) -> None:
+        """Start from exported weights (e.g. the shipped model) instead of random init."""
+        own = self.model.state_dict()
+        own.update({k: v.float() for k, v in weights.items() if k in own and own[k].shape == v.shape})
+        self.model.load_state_dict(own)
+        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.ema[k].mul_(self.ema_decay).add_(v.detach(), alpha=1 - self.ema_decay)
+            else:
+                self.ema[k].copy_(v)
+
+    def _request_stop(self, *_: object) -> None:
+        self._stop = True
+
+    def run(self, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
+            steps: int, minutes: float | None = None, log_every: int = 50) -> None:
+        """Train until `steps` total steps, `minutes` of wall time, or SIGINT/SIGTERM."""
+        old = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists()
+        start = time.time()
+        last_ckpt = start
+        sums: dict[str, float] = {}
+        count = 0
+        try:
+            with open(log_path, "a", newline="") as log_file, tqdm(
+                total=steps, initial=self.step, desc="train", dynamic_ncols=True
+            ) as bar:
+                writer = None
+                while self.step < steps and not self._stop:
+                    if minutes is not None and time.time() - start > minutes * 60:
+                        break
+                    t0 = time.time()
+                    lr = self.schedule(self.step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    self.model.train()
+                    loss, metrics = step_fn(self.step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+                    self.optimizer.step()
+                    self._update_ema()
+                    self.step += 1
+                    self.elapsed += time.time() - t0
+                    metrics = {"loss": float(loss), **metrics}
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                    bar.update(1)
+                    if self.step % log_every == 0:
+                        row = {"step": self.step, "elapsed_s": round(self.elapsed, 1), "lr": lr}
+                        row.update({k: round(v / count, 5) for k, v in sums.items()})
+                        if writer is None:
+                            writer = csv.DictWriter(log_file, fieldnames=list(row))
+                            if new_log:
+                                writer.writeheader()
+                        writer.writerow(row)
+                        log_file.flush()
+                        bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()})
+                        sums, count = {}, 0
+                    if time.time() - last_ckpt > self.checkpoint_seconds:
+                        self.save()
+                        last_ckpt = time.time()
+        finally:
+            self.save()
+            for s, handler in old.items():
+                signal.signal(s, handler)

@@ -1,0 +1,82 @@
+"""Shipped and user weights: fp16 state dicts plus integer coding tables.
+
+A weights file is a plain `torch.save` dict of tensors, numbers and strings,
+loaded with `weights_only=True` so loading never executes code. Its SHA-256
+identifies the model in every stream it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from vcodec.errors import UserError
+from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
+
+FORMAT = "vcodec-weights-1"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_KEYFRAME = WEIGHTS_DIR / "keyframe.pt"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(path: str | os.PathLike, model: KeyframeCodec, meta: dict | None = None) -> str:
+    """Export a model (fp16 weights + coding tables); returns the file's sha256."""
+    if model.z_tables is None:
+        model.update_tables()
+    state = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in model.state_dict().items()}
+    blob = {
+        "format": FORMAT,
+        "role": "keyframe",
+        "config": json.dumps(model.config.to_dict()),
+        "state_dict": state,
+        "tables": model.tables_state(),
+        "meta": json.dumps(meta or {}),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+class LoadedModel:
+    """A model ready to code, with the identity of the file it came from."""
+
+    def __init__(self, model: KeyframeCodec, sha256: str, meta: dict, path: Path):
+        self.model, self.sha256, self.meta, self.path = model, sha256, meta, path
+
+
+def load_keyframe(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    path = Path(path) if path is not None else DEFAULT_KEYFRAME
+    return _load_cached(str(path.resolve()), str(device))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, device: str) -> LoadedModel:
+    if not Path(path).is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign/tampered files
+        raise UserError(f"cannot load weights {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("role") != "keyframe":
+        raise UserError(f"{path} is not a vcodec keyframe weights file")
+    cfg = json.loads(blob["config"])
+    cfg["lambdas"] = tuple(cfg["lambdas"])
+    model = KeyframeCodec(KeyframeConfig(**cfg))
+    model.load_state_dict({k: v.float() if v.dtype.is_floating_point else v for k, v in blob["state_dict"].items()})
+    model.load_tables(blob["tables"])
+    model.eval().to(device)
+    return LoadedModel(model, sha256_file(path), json.loads(blob["meta"]), Path(path))
