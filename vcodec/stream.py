@@ -65,7 +65,7 @@ class StreamHeader:
         return head + struct.pack("<I", zlib.crc32(head))
 
     @classmethod
-    def unpack(cls, f: BinaryIO) -> "StreamHeader":
+    def unpack(cls, f: BinaryIO) -> StreamHeader:
         start = f.read(len(MAGIC) + 8)
         if len(start) < len(MAGIC) or start[: len(MAGIC)] != MAGIC:
             raise StreamError("not a .lvc stream (bad magic)")
@@ -255,7 +255,7 @@ class StreamReader:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "StreamReader":
+    def __enter__(self) -> StreamReader:
         return self
 
     def __exit__(self, *exc) -> None:

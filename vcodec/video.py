@@ -22,6 +22,8 @@ import numpy as np
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.errors import UserError
 
+# FFmpeg renders text files as "ANSI art" video; nobody means that as input.
+TEXT_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
 OUTPUT_FORMATS = {".y4m": "Y4M (raw)", ".mkv": "Matroska FFV1 (lossless)", ".mp4": "MP4 H.264"}
 
 
@@ -88,6 +90,9 @@ class VideoReader:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise UserError(f"cannot read {self.path} as video: {_ff_message(exc)}") from None
+        if self._container.format.name in TEXT_DEMUXERS:
+            self._container.close()
+            raise UserError(f"cannot read {self.path} as video: it is a text file")
         if not self._container.streams.video:
             self._container.close()
             raise UserError(f"{self.path} has no video stream")
@@ -124,7 +129,7 @@ class VideoReader:
     def close(self) -> None:
         self._container.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -204,7 +209,7 @@ class VideoWriter:
             self._container.close()
             self._container = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

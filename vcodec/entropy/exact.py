@@ -46,8 +46,12 @@ class ExactHyperSynthesis:
                 raise TypeError(f"layer {type(m).__name__} has no exact integer form")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """Integer-valued z -> output as exact multiples of 2**-ACT_BITS (float64)."""
-        a = z.double()
+        """Integer-valued z -> output as exact multiples of 2**-ACT_BITS (float64).
+
+        z is rounded first: it is integer by construction, and rounding makes the
+        result independent of how the caller happened to represent it.
+        """
+        a = torch.round(z.double())
         frac = 0  # fractional bits of the current activation
         for kind, w, b, opts in self.layers:
             if kind == "relu":

@@ -40,7 +40,7 @@ class SymbolTables:
         self._models: dict[int, object] = {}
 
     @classmethod
-    def from_pmfs(cls, pmfs: list[np.ndarray], offsets: list[int], tails: list[float]) -> "SymbolTables":
+    def from_pmfs(cls, pmfs: list[np.ndarray], offsets: list[int], tails: list[float]) -> SymbolTables:
         width = max(len(p) for p in pmfs) + 1
         counts = torch.zeros(len(pmfs), width, dtype=torch.int32)
         for t, (pmf, tail) in enumerate(zip(pmfs, tails)):
