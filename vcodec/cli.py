@@ -1,4 +1,4 @@
-"""`vcodec` command line: encode, decode, info.
+"""`vcodec` command line: encode, decode, info, compare.
 
 User errors print one line on stderr and exit non-zero (1: bad input or option,
 3: damaged or incompatible stream, 130: interrupted); no tracebacks.
@@ -59,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     d.add_argument("--quiet", action="store_true")
 
+    c = sub.add_parser("compare", help="rate-distortion comparison against H.264/H.265 on your clip")
+    c.add_argument("input")
+    c.add_argument("--qualities", type=float, nargs="+", help="vcodec quality indices (default 0..7)")
+    c.add_argument("--anchors", default="x264", help="comma-separated anchors: x264,x265 (default x264)")
+    c.add_argument("--intra-period", type=int, default=1, help="GOP length for every codec (this version: 1)")
+    c.add_argument("--frames", type=int, default=32, help="compare on the first N frames (default 32)")
+    c.add_argument("--preset", help="anchor encoder preset (default medium)")
+    c.add_argument("--out", default="compare_out", help="directory for results.json, results.csv, rd.png")
+    c.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    c.add_argument("--quiet", action="store_true")
+
     i = sub.add_parser("info", help="show a stream's header, GOPs and per-frame sizes")
     i.add_argument("input")
     i.add_argument("--frames", action="store_true", help="list every frame")
@@ -82,6 +93,15 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             check = ", all frames match the encoder" if args.verify else ""
             print(f"{r.output}: {r.frames} frames, {r.frames / r.seconds:.2f} frames/s{check}")
+    elif args.command == "compare":
+        from vcodec.compare import format_table, run_compare
+
+        anchors = [a.strip() for a in args.anchors.split(",") if a.strip()]
+        r = run_compare(args.input, args.out, args.qualities, anchors, args.intra_period, args.frames,
+                        args.preset, args.weights, progress=not args.quiet)
+        print(format_table(r))
+        print(r.sentence())
+        print(f"wrote {args.out}/results.json, {args.out}/results.csv, {args.out}/rd.png")
     elif args.command == "info":
         s = api.info(args.input)
         h = s.header

@@ -74,6 +74,7 @@ _RGB_TO_YUV = np.array(
     [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]
 ) / 255.0
 _YUV_OFFSET = np.array([16.0, 128.0, 128.0])
+_YUV_TO_RGB = np.linalg.inv(_RGB_TO_YUV).astype(np.float32)
 
 
 def rgb_to_yuv420(rgb: np.ndarray) -> YUVFrame:
@@ -93,6 +94,6 @@ def yuv420_to_rgb(frame: YUVFrame) -> np.ndarray:
     h, w = frame.height, frame.width
     u = np.repeat(np.repeat(frame.u, 2, axis=0), 2, axis=1)[:h, :w]
     v = np.repeat(np.repeat(frame.v, 2, axis=0), 2, axis=1)[:h, :w]
-    yuv = np.stack([frame.y, u, v], axis=-1).astype(np.float64) - _YUV_OFFSET
-    rgb = yuv @ np.linalg.inv(_RGB_TO_YUV).T
+    yuv = np.stack([frame.y, u, v], axis=-1).astype(np.float32) - _YUV_OFFSET.astype(np.float32)
+    rgb = yuv @ _YUV_TO_RGB.T
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)

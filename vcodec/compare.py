@@ -1,0 +1,205 @@
+"""Rate-distortion comparison of vcodec against conventional codecs on one clip.
+
+Everything is measured, nothing estimated: vcodec's bits are the bytes of real
+.lvc files, the anchors' bits are their packet sizes, and every codec's decoded
+frames are compared with the same source planes. Results go to results.json
+(schema in docs/COMPARE.md), results.csv and rd.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vcodec import api
+from vcodec.anchors import DEFAULT_CRFS, encode_anchor
+from vcodec.bd import MIN_OVERLAP, bd_psnr, bd_rate, overlap
+from vcodec.color import YUVFrame
+from vcodec.errors import UserError
+from vcodec.metrics import frame_psnr, frame_psnr_rgb, mean_metrics, ms_ssim
+from vcodec.video import VideoWriter, read_frames
+
+SCHEMA = "vcodec-compare-1"
+DEFAULT_QUALITIES = [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def measure(source: list[YUVFrame], decoded: list[YUVFrame], bits: int, fps: Fraction) -> dict[str, float]:
+    """One RD point: rate figures plus mean per-frame quality metrics."""
+    if len(decoded) != len(source):
+        raise RuntimeError(f"decoded {len(decoded)} frames for {len(source)} source frames")
+    rows = [dict(frame_psnr(a, b), psnr_rgb=frame_psnr_rgb(a, b), ms_ssim_y=ms_ssim(a.y, b.y))
+            for a, b in zip(source, decoded)]
+    pixels = source[0].width * source[0].height * len(source)
+    return {"bits": bits, "bpp": bits / pixels, "kbps": bits * float(fps) / len(source) / 1000, **mean_metrics(rows)}
+
+
+@dataclass
+class Comparison:
+    input: str
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    intra_period: int
+    codecs: dict[str, dict] = field(default_factory=dict)
+    bd: dict[str, dict] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, "input": self.input, "width": self.width, "height": self.height,
+                "fps": str(self.fps), "frames": self.frames, "intra_period": self.intra_period,
+                "metric_averaging": "mean of per-frame values", "codecs": self.codecs, "bd": self.bd}
+
+    def sentence(self, metric: str = "psnr_yuv") -> str:
+        """One actionable sentence about the first anchor."""
+        if not self.bd:
+            return "No anchor was run."
+        name, result = next(iter(self.bd.items()))
+        label = self.codecs[name]["label"]
+        value = result.get(f"bd_rate_{metric}")
+        if value is None:
+            return f"vcodec and {label} do not overlap in {metric.upper().replace('_', '-')} range on this clip: no BD-rate."
+        direction = "fewer" if value < 0 else "more"
+        note = "" if result["overlap"] >= MIN_OVERLAP else " (curves overlap little: treat as rough)"
+        return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {label}{note}."
+
+
+def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar) -> list[dict]:
+    clip = work / "source.mkv"
+    with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
+        for f in source:
+            w.write(f)
+    points = []
+    for q in qualities:
+        stream = work / f"vcodec_q{q}.lvc"
+        api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False)
+        back = work / f"vcodec_q{q}.y4m"
+        api.decode(stream, back, device="cpu", weights=weights, progress=False)
+        decoded, _ = read_frames(back)
+        points.append({"quality": q, **measure(source, decoded, stream.stat().st_size * 8, fps)})
+        if bar is not None:
+            bar.update(1)
+    return points
+
+
+def anchor_codec(source: list[YUVFrame], fps: Fraction, name: str, intra_period: int, preset: str | None,
+                 bar=None) -> dict:
+    """RD points of one anchor over its CRF sweep, as a results.json codec entry."""
+    points, used = [], preset
+    for crf in DEFAULT_CRFS[name]:
+        r = encode_anchor(source, name, crf, intra_period, fps, preset)
+        used = r.preset
+        points.append({"crf": crf, **measure(source, r.frames, r.bits, fps)})
+        if bar is not None:
+            bar.update(1)
+    label = f"{'H.264' if name == 'x264' else 'H.265'} ({name} {used})"
+    return {"label": label, "config": {"preset": used, "keyint": intra_period, "bframes": 0}, "points": points}
+
+
+def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
+    """BD-rate and BD-quality of `test` against `anchor` for the reported metrics."""
+    entry: dict = {}
+    for metric in ("psnr_yuv", "psnr_y", "ms_ssim_y"):
+        args = ([p["kbps"] for p in anchor], [p[metric] for p in anchor],
+                [p["kbps"] for p in test], [p[metric] for p in test])
+        entry[f"bd_rate_{metric}"] = bd_rate(*args)
+        entry[f"bd_{metric}"] = bd_psnr(*args)
+    entry["overlap"] = overlap([p["psnr_yuv"] for p in anchor], [p["psnr_yuv"] for p in test])
+    return entry
+
+
+def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
+                 weights: str | os.PathLike | None = None, bar=None) -> dict:
+    """RD points of vcodec over `qualities`, as a results.json codec entry."""
+    with tempfile.TemporaryDirectory() as tmp:
+        points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar)
+    return {"label": "vcodec", "config": {"intra_period": intra_period}, "points": points}
+
+
+def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities: list[float] | None = None,
+                anchors: list[str] | None = None, intra_period: int = 1, frames: int | None = 32,
+                preset: str | None = None, weights: str | os.PathLike | None = None,
+                progress: bool = True) -> Comparison:
+    """Compare vcodec with `anchors` on the first `frames` frames of `input`; write the outputs."""
+    qualities = qualities if qualities is not None else DEFAULT_QUALITIES
+    anchors = anchors if anchors is not None else ["x264"]
+    for name in anchors:
+        if name not in DEFAULT_CRFS:
+            raise UserError(f"unknown anchor '{name}' (available: {', '.join(DEFAULT_CRFS)})")
+    if frames is not None and frames < 1:
+        raise UserError("--frames must be at least 1")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    source, info = read_frames(input, max_frames=frames)
+    if not source:
+        raise UserError(f"{input} contains no video frames")
+    out.mkdir(parents=True, exist_ok=True)
+    result = Comparison(str(input), info.width, info.height, info.fps, len(source), intra_period)
+    total = len(qualities) + sum(len(DEFAULT_CRFS[a]) for a in anchors)
+    with tqdm(total=total, desc="compare", disable=not progress, leave=False) as bar:
+        result.codecs["vcodec"] = vcodec_codec(source, info.fps, qualities, intra_period, weights, bar)
+        for name in anchors:
+            result.codecs[name] = anchor_codec(source, info.fps, name, intra_period, preset, bar)
+    for name in anchors:
+        result.bd[name] = bd_entry(result.codecs[name]["points"], result.codecs["vcodec"]["points"])
+    write_outputs(result, out)
+    return result
+
+
+def write_outputs(result: Comparison, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(result.to_json(), indent=2))
+    fields = ["codec", "setting", "bits", "bpp", "kbps", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
+              "ms_ssim_y"]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for name, codec in result.codecs.items():
+            for p in codec["points"]:
+                setting = f"q{p['quality']}" if "quality" in p else f"crf{p['crf']}"
+                w.writerow({"codec": name, "setting": setting, **{k: round(v, 5) for k, v in p.items()
+                                                                   if k not in ("quality", "crf")}})
+    plot_rd(result, out / "rd.png")
+
+
+def plot_rd(result: Comparison, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for codec in result.codecs.values():
+        pts = sorted(codec["points"], key=lambda p: p["kbps"])
+        ax.plot([p["kbps"] for p in pts], [p["psnr_yuv"] for p in pts], marker="o", label=codec["label"])
+    ax.set_xlabel("kbps")
+    ax.set_ylabel("PSNR-YUV (dB)")
+    ax.set_title(f"{Path(result.input).name}: {result.width}x{result.height}, {result.frames} frames, "
+                 f"intra period {result.intra_period}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_table(result: Comparison) -> str:
+    lines = [f"{'codec':26s} {'setting':>8s} {'kbps':>10s} {'bpp':>8s} {'PSNR-YUV':>9s} {'PSNR-Y':>7s} "
+             f"{'MS-SSIM':>8s}"]
+    for codec in result.codecs.values():
+        for p in codec["points"]:
+            setting = f"q{p['quality']:g}" if "quality" in p else f"crf{p['crf']}"
+            lines.append(f"{codec['label']:26s} {setting:>8s} {p['kbps']:10.1f} {p['bpp']:8.4f} "
+                         f"{p['psnr_yuv']:9.2f} {p['psnr_y']:7.2f} {p['ms_ssim_y']:8.4f}")
+    for name, bd in result.bd.items():
+        rate = bd["bd_rate_psnr_yuv"]
+        rate_text = "n/a (no overlap)" if rate is None else f"{rate:+.1f}%"
+        warn = "" if bd["overlap"] >= MIN_OVERLAP else f"  [warning: curves overlap {bd['overlap']:.0%}]"
+        lines.append(f"BD-rate (PSNR-YUV) vs {result.codecs[name]['label']}: {rate_text}{warn}")
+    return "\n".join(lines)
