@@ -99,7 +99,7 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
         lines.append("| **mean over eval clips** | " + " | ".join(fmt(avg[n]) for n in names) + " |")
         lines.append("")
     lines += ["## Anchor RD points (per clip, intra period 1)", ""]
-    for clip, data in report["clips"].items():
+    for clip in report["clips"]:
         lines.append(f"![{clip}](results/rd_{clip}_ip1.png)")
     lines.append("")
     if "speed" in report:
@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                 comp.codecs[key] = codec
             plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
         report["clips"][src.stem] = entry
-        print(f"{src.stem}: {time.time() - t:.0f} s; BD-rate vs x264 medium (ip1) "
-              f"{fmt(entry['bd']['1' if 1 in args.intra_periods else str(args.intra_periods[0])].get('x264-medium', {}).get('bd_rate_psnr_yuv'))}",
+        first = entry["bd"][str(args.intra_periods[0])]
+        summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}
+        print(f"{src.stem}: {time.time() - t:.0f} s; BD-rate at intra period {args.intra_periods[0]}: {summary}",
               flush=True)
     report["average"] = {}
     for period in args.intra_periods:

@@ -64,7 +64,8 @@ class Comparison:
         label = self.codecs[name]["label"]
         value = result.get(f"bd_rate_{metric}")
         if value is None:
-            return f"vcodec and {label} do not overlap in {metric.upper().replace('_', '-')} range on this clip: no BD-rate."
+            name = metric.upper().replace("_", "-")
+            return f"vcodec and {label} do not overlap in {name} range on this clip: no BD-rate."
         direction = "fewer" if value < 0 else "more"
         note = "" if result["overlap"] >= MIN_OVERLAP else " (curves overlap little: treat as rough)"
         return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {label}{note}."
