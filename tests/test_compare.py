@@ -96,3 +96,31 @@ def test_compare_writes_documented_outputs(tmp_path, small_clip):
     assert csv_lines[0].startswith("codec,setting,bits") and len(csv_lines) == 1 + 2 + 6
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
     assert "vcodec" in result.sentence()
+
+
+@pytest.mark.parametrize("kbps", [400.0, 1500.0])
+def test_rate_control_lands_within_ten_percent(tmp_path, kbps):
+    import vcodec
+    from tests.conftest import SAMPLE
+
+    r = vcodec.encode(SAMPLE, tmp_path / "rc.lvc", bitrate=kbps, frames=8, progress=False)
+    assert abs(r.kbps / kbps - 1) < 0.10, r.kbps
+    qualities = {p["quality"] for p in vcodec.info(tmp_path / "rc.lvc").packets}
+    assert len(qualities) > 1  # per-frame choices, not one fixed index
+
+
+def test_equal_bitrate_view(tmp_path, small_clip):
+    result = run_compare(small_clip, tmp_path, qualities=[3], anchors=[], frames=2, progress=False,
+                         at_bitrate=600.0)
+    eq = json.loads((tmp_path / "results.json").read_text())["equal_bitrate"]
+    assert eq["target_kbps"] == 600.0 and abs(eq["x264"]["kbps"] / 600 - 1) < 0.25
+    assert (tmp_path / "side_by_side.png").read_bytes()[:4] == b"\x89PNG"
+    assert result.equal_bitrate is not None
+
+
+def test_av1_anchor_decodes_every_frame(sample_frames):
+    pytest.importorskip("imageio_ffmpeg")
+    frames = [f for f in sample_frames[:3]]
+    r = encode_anchor(frames, "svtav1", 40, 32, 25)
+    assert len(r.frames) == 3 and r.bits > 0
+    assert frame_psnr(frames[0], r.frames[0])["psnr_yuv"] > 30

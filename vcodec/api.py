@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,7 @@ from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
 from vcodec.fileio import atomic_output, check_output
 from vcodec.metrics import frame_psnr, mean_metrics
+from vcodec.ratecontrol import RateController
 from vcodec.stream import FRAME_TYPES, ROLE_KEYFRAME, StreamHeader, StreamReader, StreamWriter, frame_hash
 from vcodec.video import ColorInfo, VideoReader, VideoWriter
 from vcodec.zoo import LoadedModel, load_keyframe
@@ -62,11 +64,20 @@ class EncodeResult:
         return self.bytes * 8 * float(self.fps) / max(self.frames, 1) / 1000
 
 
-def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float = DEFAULT_QUALITY,
+def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float | None = None,
            intra_period: int = 1, frames: int | None = None, weights: str | os.PathLike | None = None,
-           device: str = "cpu", progress: bool = True) -> EncodeResult:
-    """Encode a video file into a .lvc stream (all frames are keyframes in this version)."""
+           device: str = "cpu", progress: bool = True, bitrate: float | None = None) -> EncodeResult:
+    """Encode a video file into a .lvc stream (all frames are keyframes in this version).
+
+    Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
+    which each frame's quality is chosen by the rate controller.
+    """
     out = check_output(output, input)
+    if quality is not None and bitrate is not None:
+        raise UserError("give either a quality or a bitrate, not both")
+    if bitrate is not None and bitrate <= 0:
+        raise UserError("--bitrate must be a positive number of kbps")
+    quality = DEFAULT_QUALITY if quality is None else quality
     if intra_period != 1:
         raise UserError("this version codes keyframes only: use --intra-period 1")
     if frames is not None and frames < 1:
@@ -78,10 +89,13 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float =
     with VideoReader(input) as reader:
         info = reader.info
         total = min(x for x in (info.frame_count, frames) if x) if (info.frame_count or frames) else None
-        encoder = FrameEncoder(model.model, quality, dev)
+        header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model)
+        rate = None
+        if bitrate is not None:
+            rate = RateController(bitrate, info.fps, model.model.levels, 8 * (len(header.pack()) + 16 + 10))
+        encoder = FrameEncoder(model.model, quality, dev, rate)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
-            header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model)
             writer = StreamWriter(f, header)
             with tqdm(total=total, desc="encode", unit="frame", disable=not progress, leave=False) as bar:
                 for index, frame in enumerate(reader):
@@ -98,8 +112,12 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float =
             f.seek(0)
             f.write(header.pack())
     size = out.stat().st_size
-    return EncodeResult(out, len(rows), size, info.width, info.height, info.fps, time.time() - start,
-                        mean_metrics(rows))
+    result = EncodeResult(out, len(rows), size, info.width, info.height, info.fps, time.time() - start,
+                          mean_metrics(rows))
+    if rate is not None and rate.clamped and abs(result.kbps / bitrate - 1) > 0.1:
+        warnings.warn(f"{rate.clamped} of {len(rows)} frames hit the model's quality range limit: "
+                      f"the stream is {result.kbps:.0f} kbps for a target of {bitrate:g} kbps", stacklevel=2)
+    return result
 
 
 def _header(width: int, height: int, fps: Fraction, color: ColorInfo, intra_period: int, quality: float,

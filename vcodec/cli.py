@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="encode a video file to a .lvc stream")
     e.add_argument("input")
     e.add_argument("-o", "--output", required=True, help="output .lvc file")
-    e.add_argument("-q", "--quality", type=float, default=4.0, help="quality index (higher = more bits), default 4")
+    e.add_argument("-q", "--quality", type=float, help="quality index (higher = more bits), default 4")
+    e.add_argument("-b", "--bitrate", type=float, help="target bitrate in kbps (rate control picks the quality)")
     e.add_argument("--intra-period", type=int, default=1, help="frames per GOP (this version: 1)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--frames", type=int, default=32, help="compare on the first N frames (default 32)")
     c.add_argument("--preset", help="anchor encoder preset (default medium)")
     c.add_argument("--out", default="compare_out", help="directory for results.json, results.csv, rd.png")
+    c.add_argument("--at-bitrate", metavar="KBPS", help="also code vcodec and H.264 at this bitrate ('source' = "
+                   "the input's own) and write side_by_side.png")
     c.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     c.add_argument("--quiet", action="store_true")
 
@@ -81,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "encode":
         r = api.encode(args.input, args.output, args.quality, args.intra_period, args.frames, args.weights,
-                       args.device, progress=not args.quiet)
+                       args.device, progress=not args.quiet, bitrate=args.bitrate)
         if not args.quiet:
             m = r.metrics
             print(f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.bytes} bytes, "
@@ -97,11 +100,18 @@ def _run(args: argparse.Namespace) -> int:
         from vcodec.compare import format_table, run_compare
 
         anchors = [a.strip() for a in args.anchors.split(",") if a.strip()]
+        at = args.at_bitrate
+        if at is not None and at != "source":
+            try:
+                at = float(at)
+            except ValueError:
+                raise UserError("--at-bitrate takes a number of kbps or 'source'") from None
         r = run_compare(args.input, args.out, args.qualities, anchors, args.intra_period, args.frames,
-                        args.preset, args.weights, progress=not args.quiet)
+                        args.preset, args.weights, progress=not args.quiet, at_bitrate=at)
         print(format_table(r))
         print(r.sentence())
-        print(f"wrote {args.out}/results.json, {args.out}/results.csv, {args.out}/rd.png")
+        extra = f", {args.out}/side_by_side.png" if r.equal_bitrate else ""
+        print(f"wrote {args.out}/results.json, {args.out}/results.csv, {args.out}/rd.png{extra}")
     elif args.command == "info":
         s = api.info(args.input)
         h = s.header

@@ -16,7 +16,8 @@ from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, tensor_to_frame
 from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.errors import StreamError
 from vcodec.models.keyframe import KeyframeCodec
-from vcodec.stream import FRAME_I, Packet, frame_hash
+from vcodec.ratecontrol import RateController
+from vcodec.stream import FRAME_I, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
 
 _LEN = struct.Struct("<I")
 
@@ -41,18 +42,31 @@ class Coded:
 
 
 class FrameEncoder:
-    """Turns frames into packets; every frame is a keyframe in this version."""
+    """Turns frames into packets; every frame is a keyframe in this version.
 
-    def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device):
-        self.keyframe, self.quality, self.device = keyframe, quality, device
+    With a RateController, each frame's quality is chosen to meet the bitrate;
+    otherwise every frame uses the fixed `quality`.
+    """
+
+    def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
+                 rate: RateController | None = None):
+        self.keyframe, self.device, self.rate = keyframe, device, rate
+        self.quality = stream_quality(quality)
 
     def encode(self, frame: YUVFrame, index: int) -> Coded:
         x = frame_to_tensor(frame).to(self.device)
-        latents = self.keyframe.compress(x, self.quality)
-        x_hat = self.keyframe.synthesize(latents.y_hat, self.quality, x.shape[-2], x.shape[-1])
+        y0 = self.keyframe.analysis(x)
+        quality, estimate = self.quality, 0.0
+        if self.rate is not None:
+            quality = stream_quality(self.rate.choose(lambda q: self.keyframe.estimate_bits(y0, q)))
+            estimate = self.keyframe.estimate_bits(y0, quality)
+        latents = self.keyframe.compress(x, quality, y0)
+        x_hat = self.keyframe.synthesize(latents.y_hat, quality, x.shape[-2], x.shape[-1])
         recon = tensor_to_frame(x_hat, frame.width, frame.height)
-        packet = Packet(FRAME_I, index, self.quality, pack_intra(latents.z_bytes, latents.y_bytes),
+        packet = Packet(FRAME_I, index, quality, pack_intra(latents.z_bytes, latents.y_bytes),
                         frame_hash(recon.tobytes()))
+        if self.rate is not None:
+            self.rate.update(estimate, 8 * (packet.size + INDEX_ENTRY_BYTES))
         return Coded(packet, recon)
 
 

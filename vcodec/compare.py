@@ -19,12 +19,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vcodec import api
-from vcodec.anchors import DEFAULT_CRFS, encode_anchor
+from vcodec.anchors import DEFAULT_CRFS, encode_anchor, encode_anchor_at_bitrate, label
 from vcodec.bd import MIN_OVERLAP, bd_psnr, bd_rate, overlap
-from vcodec.color import YUVFrame
+from vcodec.color import YUVFrame, yuv420_to_rgb
 from vcodec.errors import UserError
 from vcodec.metrics import frame_psnr, frame_psnr_rgb, mean_metrics, ms_ssim
-from vcodec.video import VideoWriter, read_frames
+from vcodec.video import VideoWriter, read_frames, source_kbps
 
 SCHEMA = "vcodec-compare-1"
 DEFAULT_QUALITIES = [0, 1, 2, 3, 4, 5, 6, 7]
@@ -50,25 +50,28 @@ class Comparison:
     intra_period: int
     codecs: dict[str, dict] = field(default_factory=dict)
     bd: dict[str, dict] = field(default_factory=dict)
+    equal_bitrate: dict | None = None
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "input": self.input, "width": self.width, "height": self.height,
                 "fps": str(self.fps), "frames": self.frames, "intra_period": self.intra_period,
-                "metric_averaging": "mean of per-frame values", "codecs": self.codecs, "bd": self.bd}
+                "metric_averaging": "mean of per-frame values", "codecs": self.codecs, "bd": self.bd,
+                "equal_bitrate": self.equal_bitrate}
 
     def sentence(self, metric: str = "psnr_yuv") -> str:
         """One actionable sentence about the first anchor."""
         if not self.bd:
             return "No anchor was run."
         name, result = next(iter(self.bd.items()))
-        label = self.codecs[name]["label"]
+        anchor = self.codecs[name]["label"]
         value = result.get(f"bd_rate_{metric}")
         if value is None:
-            name = metric.upper().replace("_", "-")
-            return f"vcodec and {label} do not overlap in {name} range on this clip: no BD-rate."
+            metric_name = metric.upper().replace("_", "-")
+            return (f"vcodec and {anchor} reach no common {metric_name} range on this clip, so there is no "
+                    "equal-quality comparison: see the table and rd.png.")
         direction = "fewer" if value < 0 else "more"
         note = "" if result["overlap"] >= MIN_OVERLAP else " (curves overlap little: treat as rough)"
-        return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {label}{note}."
+        return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {anchor}{note}."
 
 
 def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar) -> list[dict]:
@@ -99,8 +102,8 @@ def anchor_codec(source: list[YUVFrame], fps: Fraction, name: str, intra_period:
         points.append({"crf": crf, **measure(source, r.frames, r.bits, fps)})
         if bar is not None:
             bar.update(1)
-    label = f"{'H.264' if name == 'x264' else 'H.265'} ({name} {used})"
-    return {"label": label, "config": {"preset": used, "keyint": intra_period, "bframes": 0}, "points": points}
+    config = {"preset": used, "keyint": intra_period, "bframes": 0}
+    return {"label": label(name, used), "config": config, "points": points}
 
 
 def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
@@ -123,11 +126,64 @@ def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], 
     return {"label": "vcodec", "config": {"intra_period": intra_period}, "points": points}
 
 
+def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: Path, intra_period: int,
+                       preset: str | None = None, weights: str | os.PathLike | None = None) -> dict:
+    """vcodec (rate control) and H.264 (CRF bisected to the rate) at one bitrate, plus a side-by-side PNG."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clip, stream, back = work / "source.mkv", work / "rc.lvc", work / "rc.y4m"
+        with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
+            for f in source:
+                w.write(f)
+        api.encode(clip, stream, intra_period=intra_period, weights=weights, progress=False, bitrate=kbps)
+        api.decode(stream, back, device="cpu", weights=weights, progress=False)
+        ours, _ = read_frames(back)
+        ours_point = measure(source, ours, stream.stat().st_size * 8, fps)
+    h264 = encode_anchor_at_bitrate(source, "x264", kbps, intra_period, fps, preset)
+    theirs_point = measure(source, h264.frames, h264.bits, fps)
+    index = len(source) // 2
+    view = {"target_kbps": kbps, "frame": index, "vcodec": ours_point, "x264": theirs_point,
+            "image": "side_by_side.png"}
+    side_by_side(source[index], h264.frames[index], ours[index], theirs_point, ours_point,
+                 label("x264", h264.preset), out / "side_by_side.png")
+    return view
+
+
+def side_by_side(src: YUVFrame, h264: YUVFrame, ours: YUVFrame, h264_point: dict, ours_point: dict,
+                 h264_label: str, path: Path, crop: int = 320) -> None:
+    """Same crop (centre, up to crop x crop pixels) of source, H.264 and vcodec, in RGB."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = src.height, src.width
+    ch, cw = min(crop, h), min(crop, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    panels = [("source", src, None), (h264_label, h264, h264_point), ("vcodec", ours, ours_point)]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.6), dpi=110)
+    for ax, (name, frame, point) in zip(axes, panels):
+        ax.imshow(yuv420_to_rgb(frame)[top : top + ch, left : left + cw], interpolation="nearest")
+        ax.set_axis_off()
+        if point is None:
+            ax.set_title(name)
+        else:
+            psnr_here = frame_psnr(src, frame)["psnr_yuv"]
+            ax.set_title(f"{name}\n{point['kbps']:.0f} kbps, PSNR-YUV {psnr_here:.2f} dB (this frame)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities: list[float] | None = None,
                 anchors: list[str] | None = None, intra_period: int = 1, frames: int | None = 32,
                 preset: str | None = None, weights: str | os.PathLike | None = None,
-                progress: bool = True) -> Comparison:
-    """Compare vcodec with `anchors` on the first `frames` frames of `input`; write the outputs."""
+                progress: bool = True, at_bitrate: float | str | None = None) -> Comparison:
+    """Compare vcodec with `anchors` on the first `frames` frames of `input`; write the outputs.
+
+    `at_bitrate` (kbps, or "source" for the input's own video bitrate) adds the
+    equal-bitrate view: both codecs at that rate and a side-by-side crop.
+    """
     qualities = qualities if qualities is not None else DEFAULT_QUALITIES
     anchors = anchors if anchors is not None else ["x264"]
     for name in anchors:
@@ -150,6 +206,9 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
             result.codecs[name] = anchor_codec(source, info.fps, name, intra_period, preset, bar)
     for name in anchors:
         result.bd[name] = bd_entry(result.codecs[name]["points"], result.codecs["vcodec"]["points"])
+    if at_bitrate is not None:
+        kbps = source_kbps(input, len(source)) if at_bitrate == "source" else float(at_bitrate)
+        result.equal_bitrate = equal_bitrate_view(source, info.fps, kbps, out, intra_period, preset, weights)
     write_outputs(result, out)
     return result
 
@@ -203,4 +262,10 @@ def format_table(result: Comparison) -> str:
         rate_text = "n/a (no overlap)" if rate is None else f"{rate:+.1f}%"
         warn = "" if bd["overlap"] >= MIN_OVERLAP else f"  [warning: curves overlap {bd['overlap']:.0%}]"
         lines.append(f"BD-rate (PSNR-YUV) vs {result.codecs[name]['label']}: {rate_text}{warn}")
+    if result.equal_bitrate:
+        eq = result.equal_bitrate
+        for name in ("x264", "vcodec"):
+            p = eq[name]
+            lines.append(f"at {eq['target_kbps']:.0f} kbps target: {name:7s} {p['kbps']:8.1f} kbps, "
+                         f"PSNR-YUV {p['psnr_yuv']:.2f} dB, MS-SSIM {p['ms_ssim_y']:.4f}")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ _PACKET_HEAD = struct.Struct("<2sBIHI16s")  # sync, type, frame index, quality, 
 _TRAILER = struct.Struct("<Q8s")
 MAX_DIMENSION = 16384
 MAX_PACKET = 1 << 30
+INDEX_ENTRY_BYTES = 12
 
 
 @dataclass
@@ -102,6 +103,11 @@ class StreamHeader:
 def quality_code(quality: float) -> int:
     """Quality is stored in thousandths (u16), so fractional quality round-trips."""
     return max(0, min(65535, round(quality * 1000)))
+
+
+def stream_quality(quality: float) -> float:
+    """The quality a decoder will read back: encoders must code with exactly this value."""
+    return quality_code(quality) / 1000
 
 
 @dataclass

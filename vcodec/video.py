@@ -136,6 +136,22 @@ class VideoReader:
         self.close()
 
 
+def source_kbps(path: str | os.PathLike, max_frames: int | None = None) -> float:
+    """The video stream's own bitrate over its first `max_frames` packets (from packet sizes)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        sizes = []
+        for packet in container.demux(stream):
+            if packet.size:
+                sizes.append(packet.size)
+            if max_frames is not None and len(sizes) >= max_frames:
+                break
+    if not sizes:
+        raise UserError(f"{path} has no video packets")
+    return sum(sizes) * 8 * float(rate) / len(sizes) / 1000
+
+
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple[list[YUVFrame], VideoInfo]:
     """Read (up to max_frames) frames into memory: convenient for short clips and tests."""
     with VideoReader(path) as reader:

@@ -169,12 +169,28 @@ class KeyframeCodec(nn.Module):
         return torch.tensor([float(quality)], device=device)
 
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, quality: float) -> Latents:
-        """(1, 6, h, w) tensor -> substreams; x is padded internally."""
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Quality-independent latent g_a(x); gains are applied per quality afterwards."""
+        return self.g_a(pad_to(x, PAD))
+
+    @torch.inference_mode()
+    def estimate_bits(self, y0: torch.Tensor, quality: float) -> float:
+        """Ideal code length of a frame at `quality` from its analysis output (for rate control)."""
+        if self.z_tables is None or self.y_tables is None:
+            raise RuntimeError("coding tables are not built: call update_tables() or load weights")
+        y = y0 * self.gain(self.quality_tensor(quality, y0.device))
+        z_sym = torch.round(self.h_a(y)).cpu().long()
+        means, idx = self.entropy_parameters(z_sym.to(y0.device))
+        y_sym = torch.round(y.double() - means).cpu().long()
+        return self.z_tables.bits(z_sym, self._z_table_ids(z_sym)) + self.y_tables.bits(y_sym, idx)
+
+    @torch.inference_mode()
+    def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None) -> Latents:
+        """(1, 6, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x)."""
         if self.z_tables is None or self.y_tables is None:
             raise RuntimeError("coding tables are not built: call update_tables() or load weights")
         q = self.quality_tensor(quality, x.device)
-        y = self.g_a(pad_to(x, PAD)) * self.gain(q)
+        y = (self.analysis(x) if y0 is None else y0) * self.gain(q)
         z_sym = torch.round(self.h_a(y)).cpu().long()
         z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), self.z_tables)
         means, idx = self.entropy_parameters(z_sym.to(x.device))
