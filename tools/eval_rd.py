@@ -60,6 +60,19 @@ def speed(src: Path, frames: int, size: tuple[int, int] | None, repeats: int = 3
             "decode_spread_s": [round(min(dec), 3), round(max(dec), 3)]}
 
 
+def rate_control_check(src: Path, source, fps, points: list[dict]) -> dict:
+    """Encode with --bitrate at a mid-range target (geometric mean of the q3 and q4 rates)."""
+    by_q = {p["quality"]: p["kbps"] for p in points}
+    target = round((by_q.get(3, points[len(points) // 2]["kbps"]) * by_q.get(4, points[-1]["kbps"])) ** 0.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "c.mkv"
+        with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
+            for f in source:
+                w.write(f)
+        r = vcodec.encode(clip, Path(tmp) / "c.lvc", bitrate=target, progress=False)
+    return {"target_kbps": target, "kbps": r.kbps, "error_pct": 100 * (r.kbps / target - 1)}
+
+
 def fmt(v: float | None, spec: str = "+.1f", suffix: str = "%") -> str:
     return "n/a" if v is None else f"{v:{spec}}{suffix}"
 
@@ -98,7 +111,14 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
         avg = report["average"][str(period)]
         lines.append("| **mean over eval clips** | " + " | ".join(fmt(avg[n]) for n in names) + " |")
         lines.append("")
-    lines += ["## Anchor RD points (per clip, intra period 1)", ""]
+    if all("rate_control" in c for c in report["clips"].values()):
+        lines += ["## Rate control (`vcodec encode --bitrate`)", "", "| clip | target kbps | achieved kbps | error |",
+                  "| --- | --- | --- | --- |"]
+        for clip, data in report["clips"].items():
+            rc = data["rate_control"]
+            lines.append(f"| {clip} | {rc['target_kbps']} | {rc['kbps']:.1f} | {rc['error_pct']:+.1f}% |")
+        lines.append("")
+    lines += ["## RD curves (per clip, intra period 1)", ""]
     for clip in report["clips"]:
         lines.append(f"![{clip}](results/rd_{clip}_ip1.png)")
     lines.append("")
@@ -121,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--qualities", type=float, nargs="*", default=[0, 1, 2, 3, 4, 5, 6, 7])
     ap.add_argument("--intra-periods", type=int, nargs="*", default=[1, 32])
-    ap.add_argument("--anchors", default="x264:medium,x264:veryslow,x265:medium")
+    ap.add_argument("--anchors", default="x264:medium,x264:veryslow,x265:medium,svtav1:8")
+    ap.add_argument("--no-rate-control", action="store_true", help="skip the rate-control accuracy check")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
@@ -151,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 entry["bd"][str(period)][key] = bd_entry(codec["points"], ours["points"])
                 comp.codecs[key] = codec
             plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
+        if not args.no_rate_control:
+            entry["rate_control"] = rate_control_check(src, source, info.fps, ours["points"])
         report["clips"][src.stem] = entry
         first = entry["bd"][str(args.intra_periods[0])]
         summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.train import build_keyframe  # noqa: E402
+from vcodec.training.run import build_keyframe  # noqa: E402
 from vcodec.zoo import save_weights  # noqa: E402
 
 

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     c.add_argument("--quiet", action="store_true")
 
+    sub.add_parser("train", help="train a model from a config (see: vcodec train --help)")
+
     i = sub.add_parser("info", help="show a stream's header, GOPs and per-frame sizes")
     i.add_argument("input")
     i.add_argument("--frames", action="store_true", help="list every frame")
@@ -144,6 +146,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # training has its own options (see vcodec/training/run.py)
+        from vcodec.training.run import main as train_main
+
+        return train_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:

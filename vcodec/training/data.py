@@ -70,13 +70,13 @@ def flip(x: torch.Tensor, horizontal: bool, vertical: bool) -> torch.Tensor:
 class CropSampler:
     """Random crops (luma size `crop`, even) from a pool of frames or clips."""
 
-    def __init__(self, pool: list[torch.Tensor], crop: int, seed: int = 0):
+    def __init__(self, pool: list[torch.Tensor], crop: int, seed: int = 0, rank: int = 0):
         if not pool:
             raise ValueError("no training data large enough for the crop size")
-        self.pool, self.half, self.seed = pool, crop // 2, seed
+        self.pool, self.half, self.seed, self.rank = pool, crop // 2, seed, rank
 
     def _generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + step + self.rank * 10**12)
 
     def batch(self, step: int, size: int, frames: int = 0) -> torch.Tensor:
         """(size, 6, c, c) float crops; with frames > 0, (size, frames, 6, c, c) sequences."""

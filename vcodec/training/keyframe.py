@@ -15,13 +15,18 @@ def yuv_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (6 * se[:, :4].mean((1, 2, 3)) + se[:, 4].mean((1, 2)) + se[:, 5].mean((1, 2))) / 8
 
 
-def rd_loss(model: KeyframeCodec, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """lambda(q) * 255^2 * D + R, R in bits per luma pixel; returns (loss, metrics)."""
-    out = model(x, q)
+def rd_loss(model: KeyframeCodec, x: torch.Tensor, q: torch.Tensor,
+            forward: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """lambda(q) * 255^2 * D + R, R in bits per luma pixel; returns (loss, metrics).
+
+    `forward` is the module to call (a DistributedDataParallel wrapper under torchrun).
+    """
+    out = (forward or model)(x, q)
     luma_pixels = x.shape[-1] * x.shape[-2] * 4
-    bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
+    bits = -(torch.log2(out["y_likelihood"].float()).sum((1, 2, 3))
+             + torch.log2(out["z_likelihood"].float()).sum((1, 2, 3)))
     bpp = bits / luma_pixels
-    mse = yuv_mse(out["x_hat"], x)
+    mse = yuv_mse(out["x_hat"].float(), x)
     loss = (model.lmbda(q) * 255**2 * mse + bpp).mean()
     psnr = float((10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))).mean())
     return loss, {"bpp": float(bpp.detach().mean()), "psnr_yuv": psnr}

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 
@@ -48,8 +50,12 @@ class Trainer:
     """Runs `step_fn(step) -> (loss, metrics)` with checkpointing and logging."""
 
     def __init__(self, model: nn.Module, run_dir: str | os.PathLike, schedule: Schedule,
-                 clip: float = 1.0, ema_decay: float = 0.999, checkpoint_minutes: float = 10.0):
+                 clip: float = 1.0, ema_decay: float = 0.999, checkpoint_minutes: float = 10.0,
+                 rank: int = 0, world: int = 1):
         self.model = model
+        self.rank, self.world = rank, world
+        # Under torchrun, forward through DDP so gradients are averaged across replicas.
+        self.forward_module = DistributedDataParallel(model) if world > 1 else model
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.schedule = schedule
@@ -73,10 +79,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "rng": torch.get_rng_state(),
         }
 
     def save(self) -> None:
-        atomic_save(self.state(), self.checkpoint_path)
+        if self.rank == 0:
+            atomic_save(self.state(), self.checkpoint_path)
 
     def resume(self) -> bool:
         if not self.checkpoint_path.exists():
@@ -86,6 +94,8 @@ class Trainer:
         self.ema = state["ema"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        if "rng" in state and self.world == 1:  # replicas keep their own noise streams
+            torch.set_rng_state(state["rng"])
         return True
 
     def init_from(self, weights: dict[str, torch.Tensor]) -> None:
@@ -106,11 +116,19 @@ class Trainer:
     def _request_stop(self, *_: object) -> None:
         self._stop = True
 
+    def _should_stop(self, start: float, minutes: float | None) -> bool:
+        stop = self._stop or (minutes is not None and time.time() - start > minutes * 60)
+        if self.world > 1:  # every replica must take the same number of steps
+            flag = torch.tensor([float(stop)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
     def run(self, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
-            steps: int, minutes: float | None = None, log_every: int = 50) -> None:
+            steps: int, minutes: float | None = None, log_every: int = 50, progress: bool = True) -> None:
         """Train until `steps` total steps, `minutes` of wall time, or SIGINT/SIGTERM."""
         old = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        log_path = self.run_dir / "log.csv"
+        log_path = self.run_dir / ("log.csv" if self.rank == 0 else f"log_rank{self.rank}.csv")
         new_log = not log_path.exists()
         start = time.time()
         last_ckpt = start
@@ -118,12 +136,11 @@ class Trainer:
         count = 0
         try:
             with open(log_path, "a", newline="") as log_file, tqdm(
-                total=steps, initial=self.step, desc="train", dynamic_ncols=True
+                total=steps, initial=self.step, desc="train", dynamic_ncols=True,
+                disable=not progress or self.rank != 0,
             ) as bar:
                 writer = None
-                while self.step < steps and not self._stop:
-                    if minutes is not None and time.time() - start > minutes * 60:
-                        break
+                while self.step < steps and not self._should_stop(start, minutes):
                     t0 = time.time()
                     lr = self.schedule(self.step)
                     for group in self.optimizer.param_groups:
@@ -137,7 +154,7 @@ class Trainer:
                     self._update_ema()
                     self.step += 1
                     self.elapsed += time.time() - t0
-                    metrics = {"loss": float(loss), **metrics}
+                    metrics = {"loss": float(loss.detach()), **metrics}
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
                     count += 1

@@ -1,0 +1,143 @@
+"""`vcodec train CONFIG` / `python tools/train.py CONFIG`: one entry point for training.
+
+Resumes from RUN_DIR/checkpoint.pt when it exists; `--init` starts a new run from
+exported weights; `--export` writes shipped-format weights from the EMA at the
+end. Under `torchrun` it trains data-parallel (DistributedDataParallel; gloo on
+CPU, NCCL on CUDA): every rank draws its own batches, rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
+from vcodec.training.data import CropSampler, load_images, load_video_frames
+from vcodec.training.keyframe import rd_loss, sample_quality
+from vcodec.training.trainer import Schedule, Trainer
+from vcodec.zoo import save_weights
+
+
+def build_keyframe(cfg: dict) -> KeyframeCodec:
+    model_cfg = cfg.get("model", {})
+    kw = {k: model_cfg[k] for k in ("n", "m") if k in model_cfg}
+    if "lambdas" in model_cfg:
+        kw["lambdas"] = tuple(model_cfg["lambdas"])
+    return KeyframeCodec(KeyframeConfig(**kw))
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vcodec train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--run-dir", type=Path, help="checkpoints and logs (default runs/<config name>)")
+    ap.add_argument("--steps", type=int, help="train until this total step count (default: config total_steps)")
+    ap.add_argument("--minutes", type=float, help="stop after this much wall time")
+    ap.add_argument("--init", type=Path, help="initialize a new run from exported weights")
+    ap.add_argument("--export", type=Path, help="export the EMA weights here when done")
+    ap.add_argument("--threads", type=int, help="torch CPU threads per process")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on CUDA)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) — initializes the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend)
+    rank = dist.get_rank()
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return rank, world, device
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = tomllib.loads(args.config.read_text())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("vcodec: error: CUDA was requested but is not available", file=sys.stderr)
+        return 1
+    rank, world, device = _distributed(args.device)
+    train_cfg, data_cfg = cfg.get("train", {}), cfg.get("data", {})
+    seed = int(train_cfg.get("seed", 0))
+    torch.manual_seed(seed + rank)
+    run_dir = args.run_dir or Path("runs") / args.config.stem
+
+    model = build_keyframe(cfg).to(device)
+    schedule = Schedule(lr=train_cfg.get("lr", 5e-4), warmup=train_cfg.get("warmup", 300),
+                        total_steps=train_cfg.get("total_steps", 100_000),
+                        final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
+    trainer = Trainer(model, run_dir, schedule, clip=train_cfg.get("clip", 1.0), ema_decay=train_cfg.get("ema", 0.999),
+                      checkpoint_minutes=train_cfg.get("checkpoint_minutes", 10.0), rank=rank, world=world)
+    if trainer.resume():
+        if rank == 0:
+            print(f"resumed {run_dir} at step {trainer.step}", file=sys.stderr)
+    elif args.init:
+        trainer.init_from(torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"])
+        if rank == 0:
+            print(f"initialized from {args.init}", file=sys.stderr)
+
+    crop = int(data_cfg.get("crop", 128))
+    pool: list[torch.Tensor] = []
+    for root in data_cfg.get("images", []):
+        pool += load_images(root, crop)
+    for root in data_cfg.get("videos", []):
+        pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)))
+    if rank == 0:
+        print(f"training pool: {len(pool)} frames; {world} process(es) on {device}", file=sys.stderr)
+    sampler = CropSampler(pool, crop, seed, rank)
+    batch = int(train_cfg.get("batch", 8))
+    forward = trainer.forward_module
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else None
+
+    def step_fn(step: int):
+        x = sampler.batch(step, batch).to(device)
+        q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
+        if autocast is None:
+            return rd_loss(model, x, q, forward)
+        with autocast:
+            return rd_loss(model, x, q, forward)
+
+    steps = args.steps or schedule.total_steps
+    t0 = time.time()
+    trainer.run(step_fn, steps, args.minutes, progress=not args.quiet)
+    if world > 1:
+        (run_dir / f"replica_{rank}.sha256").write_text(parameter_digest(model))
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank == 0:
+        print(f"stopped at step {trainer.step} after {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.export and rank == 0:
+        model.load_state_dict(trainer.ema)
+        meta = {"config": cfg, "steps": trainer.step, "cpu_hours": round(trainer.elapsed / 3600, 3)}
+        digest = save_weights(args.export, model.cpu().eval(), meta)
+        print(json.dumps({"exported": str(args.export), "sha256": digest}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
