@@ -1,39 +1,23 @@
 """Keyframe (I-frame) codec: a variable-rate mean-scale hyperprior on YUV 4:2:0.
 
-Minnen, Ballé, Toderici 2018 ("Joint autoregressive and hierarchical priors",
-without the autoregressive context) on the 6-channel half-resolution 4:2:0
-tensor. Because the input is already at half resolution, the analysis uses three
-stride-2 stages (plus one stride-1 stage) to reach the usual 1/16 latent
-resolution relative to luma.
-
-Variable rate (Cui et al. 2021, "Asymmetric gained deep image compression"): a
-quality index q in [0, Q-1] selects a per-channel gain applied to y before
-quantization and an inverse gain after it. Fractional q interpolates gains
-log-linearly, so one model covers a continuous rate range.
+The input is the 6-channel half-resolution 4:2:0 tensor (see vcodec.color).
+Because it is already at half resolution, the analysis uses three stride-2
+stages (plus one stride-1 stage) to reach the usual 1/16 latent resolution
+relative to luma. See vcodec.models.hyperprior for the codec itself.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from vcodec.entropy import coder
-from vcodec.entropy.exact import ExactHyperSynthesis
-from vcodec.entropy.models import (
-    FactorizedPrior,
-    gaussian_likelihood,
-    scale_indices,
-)
-from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_tables
-from vcodec.layers import GDN, conv, deconv
+from vcodec.models.hyperprior import PAD, Latents, MeanScaleHyperprior, log_interp, pad_to
 
 # Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
-PAD = 32  # half-resolution padding multiple: 3 stride-2 stages in g_a, 2 in h_a
+
+__all__ = ["DEFAULT_LAMBDAS", "KeyframeCodec", "KeyframeConfig", "Latents", "PAD", "pad_to"]
 
 
 @dataclass
@@ -50,64 +34,18 @@ class KeyframeConfig:
         return asdict(self)
 
 
-@dataclass
-class Latents:
-    """What a keyframe encodes to: the two substreams and the decoded latent."""
-
-    z_bytes: bytes
-    y_bytes: bytes
-    y_hat: torch.Tensor
+def initial_log_gains(lambdas: tuple[float, ...]) -> torch.Tensor:
+    """Gains start at sqrt(lambda / lambda_mid): the step size of a high-rate MSE quantizer."""
+    lam = torch.tensor(lambdas, dtype=torch.float64)
+    return (0.5 * torch.log(lam / lam[len(lam) // 2])).float()
 
 
-def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-class GainUnit(nn.Module):
-    """Per-quality channel gains, interpolated log-linearly for fractional quality."""
-
-    def __init__(self, levels: int, channels: int, init_log: torch.Tensor):
-        super().__init__()
-        self.log_gain = nn.Parameter(init_log[:, None].repeat(1, channels).clone())
-
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        q = q.clamp(0, self.log_gain.shape[0] - 1)
-        lo = q.floor().long().clamp(max=self.log_gain.shape[0] - 2)
-        t = (q - lo).unsqueeze(1)
-        log_g = self.log_gain[lo] * (1 - t) + self.log_gain[lo + 1] * t
-        return torch.exp(log_g)[:, :, None, None]
-
-
-class KeyframeCodec(nn.Module):
+class KeyframeCodec(MeanScaleHyperprior):
     def __init__(self, config: KeyframeConfig | None = None):
-        super().__init__()
-        self.config = config = config or KeyframeConfig()
-        n, m = config.n, config.m
-        self.g_a = nn.Sequential(
-            conv(6, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m, 3, 1)
-        )
-        self.g_s = nn.Sequential(
-            conv(m, n, 3, 1), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
-            deconv(n, n), GDN(n, inverse=True), deconv(n, 6),
-        )
-        self.h_a = nn.Sequential(
-            conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True), conv(n, n)
-        )
-        self.h_s = nn.Sequential(
-            deconv(n, m), nn.ReLU(inplace=True), deconv(m, m), nn.ReLU(inplace=True), conv(m, 2 * m, 3, 1)
-        )
-        self.z_prior = FactorizedPrior(n)
-        lam = torch.tensor(config.lambdas, dtype=torch.float64)
-        init_log = (0.5 * torch.log(lam / lam[len(lam) // 2])).float()
-        self.gain = GainUnit(config.levels, m, init_log)
-        self.inverse_gain = GainUnit(config.levels, m, -init_log)
-        self.register_buffer("log_lambdas", torch.log(lam.float()))
-        self.scale_table = gaussian_scale_table()
-        self.z_tables: SymbolTables | None = None
-        self.y_tables: SymbolTables | None = None
-        self._exact_hs: ExactHyperSynthesis | None = None
+        config = config or KeyframeConfig()
+        super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas))
+        self.config = config
+        self.register_buffer("log_lambdas", torch.log(torch.tensor(config.lambdas, dtype=torch.float32)))
 
     @property
     def levels(self) -> int:
@@ -115,106 +53,8 @@ class KeyframeCodec(nn.Module):
 
     def lmbda(self, q: torch.Tensor) -> torch.Tensor:
         """lambda for (fractional) quality q, interpolated log-linearly."""
-        q = q.clamp(0, self.levels - 1)
-        lo = q.floor().long().clamp(max=self.levels - 2)
-        t = q - lo
-        return torch.exp(self.log_lambdas[lo] * (1 - t) + self.log_lambdas[lo + 1] * t)
+        return torch.exp(log_interp(self.log_lambdas, q))
 
-    # ----------------------------------------------------------------- training
-    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass: reconstruction and likelihoods with noise/STE quantization."""
-        y = self.g_a(x) * self.gain(q)
-        z = self.h_a(y)
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        z_hat = z + (torch.round(z) - z).detach()
-        means, scales = self.h_s(z_hat).chunk(2, dim=1)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
-        x_hat = self.g_s(y_hat * self.inverse_gain(q))
-        return {
-            "x_hat": x_hat,
-            "y_likelihood": gaussian_likelihood(y_noisy, means, scales),
-            "z_likelihood": self.z_prior.likelihood(z_noisy),
-        }
-
-    # ------------------------------------------------------------------- coding
-    def update_tables(self) -> None:
-        """Build the integer coding tables from the current float entropy models."""
-        self.z_tables = self.z_prior.tables()
-        self.y_tables = gaussian_tables(self.scale_table)
-        self._exact_hs = None
-
-    def load_tables(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        self.z_tables = SymbolTables(**state["z"])
-        self.y_tables = SymbolTables(**state["y"])
-        self._exact_hs = None
-
-    def tables_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        assert self.z_tables is not None and self.y_tables is not None
-        return {"z": self.z_tables.state(), "y": self.y_tables.state()}
-
-    def entropy_parameters(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scale indices) from integer z, computed exactly (see entropy/exact.py)."""
-        if self._exact_hs is None:
-            self._exact_hs = ExactHyperSynthesis(self.h_s)
-        params = self._exact_hs(z_sym)
-        means, scales = params.chunk(2, dim=1)
-        return means, scale_indices(scales.cpu(), self.scale_table)
-
-    def _z_table_ids(self, z_sym: torch.Tensor) -> torch.Tensor:
-        c = z_sym.shape[1]
-        return torch.arange(c).view(1, c, 1, 1).expand(z_sym.shape)
-
-    def quality_tensor(self, quality: float, device: torch.device) -> torch.Tensor:
-        return torch.tensor([float(quality)], device=device)
-
-    @torch.inference_mode()
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """Quality-independent latent g_a(x); gains are applied per quality afterwards."""
-        return self.g_a(pad_to(x, PAD))
-
-    @torch.inference_mode()
-    def estimate_bits(self, y0: torch.Tensor, quality: float) -> float:
-        """Ideal code length of a frame at `quality` from its analysis output (for rate control)."""
-        if self.z_tables is None or self.y_tables is None:
-            raise RuntimeError("coding tables are not built: call update_tables() or load weights")
-        y = y0 * self.gain(self.quality_tensor(quality, y0.device))
-        z_sym = torch.round(self.h_a(y)).cpu().long()
-        means, idx = self.entropy_parameters(z_sym.to(y0.device))
-        y_sym = torch.round(y.double() - means).cpu().long()
-        return self.z_tables.bits(z_sym, self._z_table_ids(z_sym)) + self.y_tables.bits(y_sym, idx)
-
-    @torch.inference_mode()
-    def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None) -> Latents:
-        """(1, 6, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x)."""
-        if self.z_tables is None or self.y_tables is None:
-            raise RuntimeError("coding tables are not built: call update_tables() or load weights")
-        q = self.quality_tensor(quality, x.device)
-        y = (self.analysis(x) if y0 is None else y0) * self.gain(q)
-        z_sym = torch.round(self.h_a(y)).cpu().long()
-        z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), self.z_tables)
-        means, idx = self.entropy_parameters(z_sym.to(x.device))
-        y_sym = torch.round(y.double() - means).cpu().long()
-        y_bytes = coder.encode(y_sym, idx, self.y_tables)
-        y_hat = (y_sym.to(x.device).double() + means).float()
-        return Latents(z_bytes, y_bytes, y_hat)
-
-    @torch.inference_mode()
-    def decompress_latents(self, z_bytes: bytes, y_bytes: bytes, height: int, width: int) -> torch.Tensor:
-        """Substreams -> y_hat for a frame whose half-resolution size is height x width."""
-        if self.z_tables is None or self.y_tables is None:
-            raise RuntimeError("coding tables are not built: call update_tables() or load weights")
-        hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
-        z_shape = (1, self.config.n, hp // 32, wp // 32)
-        z_sym = coder.decode(z_bytes, self._z_table_ids(torch.empty(z_shape)), self.z_tables)
-        device = self.log_lambdas.device
-        means, idx = self.entropy_parameters(z_sym.to(device))
-        y_sym = coder.decode(y_bytes, idx, self.y_tables)
-        return (y_sym.to(device).double() + means).float()
-
-    @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, quality: float, height: int, width: int) -> torch.Tensor:
         """y_hat -> (1, 6, height, width) reconstruction in [0, 1]."""
-        q = self.quality_tensor(quality, y_hat.device)
-        x_hat = self.g_s(y_hat * self.inverse_gain(q))
-        return x_hat[:, :, :height, :width].clamp(0, 1)
+        return super().synthesize(y_hat, quality, height, width).clamp(0, 1)
