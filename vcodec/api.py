@@ -18,9 +18,17 @@ from vcodec.errors import StreamError, UserError
 from vcodec.fileio import atomic_output, check_output
 from vcodec.metrics import frame_psnr, mean_metrics
 from vcodec.ratecontrol import RateController
-from vcodec.stream import FRAME_TYPES, ROLE_KEYFRAME, StreamHeader, StreamReader, StreamWriter, frame_hash
+from vcodec.stream import (
+    FRAME_TYPES,
+    ROLE_INTER,
+    ROLE_KEYFRAME,
+    StreamHeader,
+    StreamReader,
+    StreamWriter,
+    frame_hash,
+)
 from vcodec.video import ColorInfo, VideoReader, VideoWriter
-from vcodec.zoo import LoadedModel, load_keyframe
+from vcodec.zoo import LoadedModel, inter_available, load_inter, load_keyframe
 
 DEFAULT_QUALITY = 4.0
 
@@ -64,13 +72,21 @@ class EncodeResult:
         return self.bytes * 8 * float(self.fps) / max(self.frames, 1) / 1000
 
 
+def default_intra_period(inter_weights: str | os.PathLike | None = None) -> int:
+    """32 (low-delay IPPP GOPs) when an inter model is available, else 1 (all-intra)."""
+    return 32 if inter_available(inter_weights) else 1
+
+
 def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float | None = None,
-           intra_period: int = 1, frames: int | None = None, weights: str | os.PathLike | None = None,
-           device: str = "cpu", progress: bool = True, bitrate: float | None = None) -> EncodeResult:
-    """Encode a video file into a .lvc stream (all frames are keyframes in this version).
+           intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
+           device: str = "cpu", progress: bool = True, bitrate: float | None = None,
+           inter_weights: str | os.PathLike | None = None) -> EncodeResult:
+    """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
-    which each frame's quality is chosen by the rate controller.
+    which each frame's quality is chosen by the rate controller. `intra_period`
+    N puts a keyframe every N frames (1 = all-intra, 0 = only the first frame);
+    P-frames need inter weights (shipped, or `inter_weights`).
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -78,22 +94,28 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     if bitrate is not None and bitrate <= 0:
         raise UserError("--bitrate must be a positive number of kbps")
     quality = DEFAULT_QUALITY if quality is None else quality
-    if intra_period != 1:
-        raise UserError("this version codes keyframes only: use --intra-period 1")
+    if intra_period is None:
+        intra_period = default_intra_period(inter_weights)
+    if intra_period < 0:
+        raise UserError("--intra-period must be >= 0")
+    if intra_period != 1 and not inter_available(inter_weights):
+        raise UserError("P-frames need inter weights (none shipped in this version): use --intra-period 1 "
+                        "or pass --inter-weights")
     if frames is not None and frames < 1:
         raise UserError("--frames must be at least 1")
     dev = resolve_device(device)
     model = load_keyframe(weights, dev)
+    inter = load_inter(inter_weights, dev) if intra_period != 1 else None
     _check_quality(model, quality)
     start = time.time()
     with VideoReader(input) as reader:
         info = reader.info
         total = min(x for x in (info.frame_count, frames) if x) if (info.frame_count or frames) else None
-        header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model)
+        header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model, inter)
         rate = None
         if bitrate is not None:
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * (len(header.pack()) + 16 + 10))
-        encoder = FrameEncoder(model.model, quality, dev, rate)
+        encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)
@@ -121,10 +143,13 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
 
 
 def _header(width: int, height: int, fps: Fraction, color: ColorInfo, intra_period: int, quality: float,
-            model: LoadedModel) -> StreamHeader:
+            model: LoadedModel, inter: LoadedModel | None) -> StreamHeader:
+    models = [(ROLE_KEYFRAME, bytes.fromhex(model.sha256))]
+    if inter is not None:
+        models.append((ROLE_INTER, bytes.fromhex(inter.sha256)))
     return StreamHeader(
         width=width, height=height, fps=fps, frame_count=0, intra_period=intra_period, quality=quality,
-        coder_id=CODER_ID, models=[(ROLE_KEYFRAME, bytes.fromhex(model.sha256))],
+        coder_id=CODER_ID, models=models,
         color_primaries=color.primaries, color_transfer=color.transfer, color_matrix=color.matrix,
         color_range=color.range,
     )
@@ -138,12 +163,14 @@ class DecodeResult:
     mismatched_frames: list[int] = field(default_factory=list)
 
 
-def _check_weights(header: StreamHeader, model: LoadedModel) -> None:
+def _check_weights(header: StreamHeader, model: LoadedModel, inter: LoadedModel | None) -> None:
     for role, digest in header.models:
-        if role == ROLE_KEYFRAME and digest.hex() != model.sha256:
+        loaded, name, option = (model, "keyframe", "--weights") if role == ROLE_KEYFRAME else \
+            (inter, "inter", "--inter-weights")
+        if loaded is not None and digest.hex() != loaded.sha256:
             raise StreamError(
-                f"stream needs keyframe weights {digest.hex()[:16]}, loaded weights are {model.sha256[:16]} "
-                "(pass the matching file with --weights)"
+                f"stream needs {name} weights {digest.hex()[:16]}, loaded weights are {loaded.sha256[:16]} "
+                f"(pass the matching file with {option})"
             )
     if header.coder_id != CODER_ID:
         raise StreamError(f"stream uses entropy coder {header.coder_id}, this decoder has {CODER_ID}")
@@ -151,7 +178,8 @@ def _check_weights(header: StreamHeader, model: LoadedModel) -> None:
 
 def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "auto", start: int = 0,
            frames: int | None = None, crf: int | None = None, verify: bool = False,
-           weights: str | os.PathLike | None = None, progress: bool = True) -> DecodeResult:
+           weights: str | os.PathLike | None = None, progress: bool = True,
+           inter_weights: str | os.PathLike | None = None) -> DecodeResult:
     """Decode a .lvc stream to .y4m, .mkv or .mp4 (chosen by the output's extension).
 
     With `verify`, every frame is compared with the encoder's reconstruction hash
@@ -165,11 +193,16 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
     with StreamReader(input) as reader:
         h = reader.header
         model = load_keyframe(weights, dev)
-        _check_weights(h, model)
+        inter = None
+        if any(role == ROLE_INTER for role, _ in h.models):
+            if not inter_available(inter_weights):
+                raise StreamError("stream has P-frames but no inter weights are available (pass --inter-weights)")
+            inter = load_inter(inter_weights, dev)
+        _check_weights(h, model, inter)
         if start >= h.frame_count:
             raise UserError(f"--start {start} is past the end of the stream ({h.frame_count} frames)")
         end = h.frame_count if frames is None else min(h.frame_count, start + frames)
-        decoder = FrameDecoder(model.model, h.width, h.height, dev)
+        decoder = FrameDecoder(model.model, h.width, h.height, dev, inter.model if inter else None)
         color = ColorInfo(h.color_primaries, h.color_transfer, h.color_matrix, h.color_range)
         written = 0
         mismatched = []

@@ -43,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="output .lvc file")
     e.add_argument("-q", "--quality", type=float, help="quality index (higher = more bits), default 4")
     e.add_argument("-b", "--bitrate", type=float, help="target bitrate in kbps (rate control picks the quality)")
-    e.add_argument("--intra-period", type=int, default=1, help="frames per GOP (this version: 1)")
+    e.add_argument("--intra-period", type=int, help="frames per GOP: 1 = all-intra, 0 = first frame only "
+                   "(default 32 with inter weights, else 1)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
     e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--crf", type=int, help="MP4 only: lossy H.264 viewing copy at this CRF (default lossless)")
     d.add_argument("--verify", action="store_true", help="check every frame against the encoder's hash")
     d.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    d.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
     d.add_argument("--quiet", action="store_true")
 
     c = sub.add_parser("compare", help="rate-distortion comparison against H.264/H.265 on your clip")
@@ -86,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "encode":
         r = api.encode(args.input, args.output, args.quality, args.intra_period, args.frames, args.weights,
-                       args.device, progress=not args.quiet, bitrate=args.bitrate)
+                       args.device, progress=not args.quiet, bitrate=args.bitrate, inter_weights=args.inter_weights)
         if not args.quiet:
             m = r.metrics
             print(f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.bytes} bytes, "
@@ -94,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"{r.frames / r.seconds:.2f} frames/s")
     elif args.command == "decode":
         r = api.decode(args.input, args.output, args.device, args.start, args.frames, args.crf, args.verify,
-                       args.weights, progress=not args.quiet)
+                       args.weights, progress=not args.quiet, inter_weights=args.inter_weights)
         if not args.quiet:
             check = ", all frames match the encoder" if args.verify else ""
             print(f"{r.output}: {r.frames} frames, {r.frames / r.seconds:.2f} frames/s{check}")

@@ -1,12 +1,15 @@
 """Frame-level encoder and decoder: frames <-> packets, closed loop.
 
 The encoder's reconstruction is produced by exactly the decoder's code path on
-exactly the decoded latents, so a decoder on the same machine reproduces it bit
-for bit (checked with the per-frame hash stored in each packet).
+exactly the decoded latents, and every P-frame is predicted from that
+reconstruction (as the decoder will have it: 8-bit, cropped), never from the
+source. A decoder on the same machine therefore reproduces every frame bit for
+bit, which the per-frame hash in each packet lets it check.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -15,24 +18,38 @@ import torch
 from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, tensor_to_frame
 from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.errors import StreamError
+from vcodec.models.inter import InterCodec
 from vcodec.models.keyframe import KeyframeCodec
 from vcodec.ratecontrol import RateController
-from vcodec.stream import FRAME_I, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
+from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
 
 _LEN = struct.Struct("<I")
+SUBSTREAMS = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 
 
-def pack_intra(z_bytes: bytes, y_bytes: bytes) -> bytes:
-    return _LEN.pack(len(z_bytes)) + z_bytes + y_bytes
+def pack_substreams(parts: list[bytes]) -> bytes:
+    """Every substream but the last is prefixed by its u32 length; the last runs to the end."""
+    return b"".join(_LEN.pack(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
-def unpack_intra(payload: bytes, frame_index: int) -> tuple[bytes, bytes]:
-    if len(payload) < _LEN.size:
-        raise StreamError(f"frame {frame_index}: keyframe payload shorter than its length field")
-    (z_len,) = _LEN.unpack_from(payload)
-    if _LEN.size + z_len > len(payload):
-        raise StreamError(f"frame {frame_index}: hyper-latent length {z_len} exceeds the payload")
-    return payload[_LEN.size : _LEN.size + z_len], payload[_LEN.size + z_len :]
+def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[bytes]:
+    parts, pos = [], 0
+    for i in range(count - 1):
+        if pos + _LEN.size > len(payload):
+            raise StreamError(f"frame {frame_index}: payload ends inside substream {i}'s length field")
+        (n,) = _LEN.unpack_from(payload, pos)
+        pos += _LEN.size
+        if pos + n > len(payload):
+            raise StreamError(f"frame {frame_index}: substream {i} length {n} exceeds the payload")
+        parts.append(payload[pos : pos + n])
+        pos += n
+    parts.append(payload[pos:])
+    return parts
+
+
+def is_keyframe(index: int, intra_period: int) -> bool:
+    """GOP structure: intra period N puts a keyframe every N frames; 0 means only the first."""
+    return index == 0 if intra_period == 0 else index % intra_period == 0
 
 
 @dataclass
@@ -42,19 +59,36 @@ class Coded:
 
 
 class FrameEncoder:
-    """Turns frames into packets; every frame is a keyframe in this version.
+    """Turns frames into packets: keyframes at GOP starts, P-frames in between.
 
-    With a RateController, each frame's quality is chosen to meet the bitrate;
-    otherwise every frame uses the fixed `quality`.
+    With a RateController, each frame's quality is chosen to meet the bitrate
+    (keyframes by bisection on the entropy model's rate, P-frames by feedback
+    from the previous P-frame); otherwise every frame uses the fixed `quality`.
     """
 
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
-                 rate: RateController | None = None):
-        self.keyframe, self.device, self.rate = keyframe, device, rate
+                 rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1):
+        if intra_period != 1 and inter is None:
+            raise ValueError("P-frames need an inter model")
+        self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
         self.quality = stream_quality(quality)
+        self.intra_period = intra_period
+        self.reference: torch.Tensor | None = None
+        self._p_quality: float | None = None
 
     def encode(self, frame: YUVFrame, index: int) -> Coded:
         x = frame_to_tensor(frame).to(self.device)
+        if is_keyframe(index, self.intra_period) or self.reference is None:
+            packet, x_hat = self._encode_intra(x, index)
+        else:
+            packet, x_hat = self._encode_inter(x, index)
+        recon = tensor_to_frame(x_hat, frame.width, frame.height)
+        packet.recon_hash = frame_hash(recon.tobytes())
+        if self.inter is not None:
+            self.reference = frame_to_tensor(recon).to(self.device)
+        return Coded(packet, recon)
+
+    def _encode_intra(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
         y0 = self.keyframe.analysis(x)
         quality, estimate = self.quality, 0.0
         if self.rate is not None:
@@ -62,29 +96,54 @@ class FrameEncoder:
             estimate = self.keyframe.estimate_bits(y0, quality)
         latents = self.keyframe.compress(x, quality, y0)
         x_hat = self.keyframe.synthesize(latents.y_hat, quality, x.shape[-2], x.shape[-1])
-        recon = tensor_to_frame(x_hat, frame.width, frame.height)
-        packet = Packet(FRAME_I, index, quality, pack_intra(latents.z_bytes, latents.y_bytes),
-                        frame_hash(recon.tobytes()))
+        packet = Packet(FRAME_I, index, quality, pack_substreams([latents.z_bytes, latents.y_bytes]))
         if self.rate is not None:
             self.rate.update(estimate, 8 * (packet.size + INDEX_ENTRY_BYTES))
-        return Coded(packet, recon)
+            self._p_quality = None
+        return packet, x_hat
+
+    def _encode_inter(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
+        assert self.inter is not None and self.reference is not None
+        quality = self.quality
+        if self.rate is not None:
+            quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
+        lat = self.inter.compress(x, self.reference, quality)
+        parts = [lat.motion.z_bytes, lat.motion.y_bytes, lat.residual.z_bytes, lat.residual.y_bytes]
+        packet = Packet(FRAME_P, index, quality, pack_substreams(parts))
+        if self.rate is not None:
+            real = 8 * (packet.size + INDEX_ENTRY_BYTES)
+            target = self.rate.target()
+            self.rate.update(0.0, real)
+            # About 1.6x rate per quality step: move q by the log-ratio of target to actual.
+            step = math.log(max(target, 1.0) / real) / math.log(1.6)
+            self._p_quality = min(self.keyframe.levels - 1.0, max(0.0, quality + max(-1.0, min(1.0, step))))
+        return packet, lat.x_hat.clamp(0, 1)
 
 
 class FrameDecoder:
-    """Turns packets back into frames of the stream's size."""
+    """Turns packets back into frames of the stream's size, keeping the P-frame reference."""
 
-    def __init__(self, keyframe: KeyframeCodec, width: int, height: int, device: torch.device):
-        self.keyframe, self.width, self.height, self.device = keyframe, width, height, device
+    def __init__(self, keyframe: KeyframeCodec, width: int, height: int, device: torch.device,
+                 inter: InterCodec | None = None):
+        self.keyframe, self.inter, self.width, self.height, self.device = keyframe, inter, width, height, device
         self.half_w, self.half_h = chroma_size(width, height)
+        self.reference: torch.Tensor | None = None
 
     def decode(self, packet: Packet) -> YUVFrame:
-        if packet.frame_type != FRAME_I:
-            raise StreamError(f"frame {packet.frame_index}: P-frames need a newer decoder")
-        z_bytes, y_bytes = unpack_intra(packet.payload, packet.frame_index)
+        parts = unpack_substreams(packet.payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
         try:
-            y_hat = self.keyframe.decompress_latents(z_bytes, y_bytes, self.half_h, self.half_w)
+            if packet.frame_type == FRAME_I:
+                y_hat = self.keyframe.decompress_latents(parts[0], parts[1], self.half_h, self.half_w)
+                x_hat = self.keyframe.synthesize(y_hat.to(self.device), packet.quality, self.half_h, self.half_w)
+            else:
+                if self.inter is None:
+                    raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
+                if self.reference is None:
+                    raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
+                x_hat = self.inter.decompress(*parts, self.reference, packet.quality).clamp(0, 1)
         except EntropyDecodeError as exc:
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
-        y_hat = y_hat.to(self.device)
-        x_hat = self.keyframe.synthesize(y_hat, packet.quality, self.half_h, self.half_w)
-        return tensor_to_frame(x_hat, self.width, self.height)
+        frame = tensor_to_frame(x_hat, self.width, self.height)
+        if self.inter is not None:
+            self.reference = frame_to_tensor(frame).to(self.device)
+        return frame

@@ -16,11 +16,14 @@ from pathlib import Path
 import torch
 
 from vcodec.errors import UserError
+from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
 
 FORMAT = "vcodec-weights-1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_KEYFRAME = WEIGHTS_DIR / "keyframe.pt"
+DEFAULT_INTER = WEIGHTS_DIR / "inter.pt"
+ROLES = {"keyframe": (KeyframeCodec, KeyframeConfig), "inter": (InterCodec, InterConfig)}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -31,14 +34,23 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def save_weights(path: str | os.PathLike, model: KeyframeCodec, meta: dict | None = None) -> str:
-    """Export a model (fp16 weights + coding tables); returns the file's sha256."""
-    if model.z_tables is None:
-        model.update_tables()
+def role_of(model: KeyframeCodec | InterCodec) -> str:
+    return "inter" if isinstance(model, InterCodec) else "keyframe"
+
+
+def save_weights(path: str | os.PathLike, model: KeyframeCodec | InterCodec, meta: dict | None = None) -> str:
+    """Export a model (fp16 weights + coding tables built from them); returns the file's sha256.
+
+    The fp16 weights are what decoders run, so the tables are built from the
+    fp16-rounded model: export, reload and code all see the same numbers.
+    """
     state = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in model.state_dict().items()}
+    model = type(model)(model.config)  # a fresh copy: the caller's model (perhaps in use) stays untouched
+    model.load_state_dict({k: v.float() if v.dtype.is_floating_point else v for k, v in state.items()})
+    model.update_tables()
     blob = {
         "format": FORMAT,
-        "role": "keyframe",
+        "role": role_of(model),
         "config": json.dumps(model.config.to_dict()),
         "state_dict": state,
         "tables": model.tables_state(),
@@ -54,28 +66,38 @@ def save_weights(path: str | os.PathLike, model: KeyframeCodec, meta: dict | Non
 class LoadedModel:
     """A model ready to code, with the identity of the file it came from."""
 
-    def __init__(self, model: KeyframeCodec, sha256: str, meta: dict, path: Path):
+    def __init__(self, model, sha256: str, meta: dict, path: Path):
         self.model, self.sha256, self.meta, self.path = model, sha256, meta, path
 
 
 def load_keyframe(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     path = Path(path) if path is not None else DEFAULT_KEYFRAME
-    return _load_cached(str(path.resolve()), str(device))
+    return _load_cached(str(path.resolve()), str(device), "keyframe")
 
 
-@lru_cache(maxsize=4)
-def _load_cached(path: str, device: str) -> LoadedModel:
+def load_inter(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    path = Path(path) if path is not None else DEFAULT_INTER
+    return _load_cached(str(path.resolve()), str(device), "inter")
+
+
+def inter_available(path: str | os.PathLike | None = None) -> bool:
+    return Path(path).is_file() if path is not None else DEFAULT_INTER.is_file()
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, device: str, role: str) -> LoadedModel:
     if not Path(path).is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise UserError(f"{role} weights file not found: {path}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign/tampered files
         raise UserError(f"cannot load weights {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("role") != "keyframe":
-        raise UserError(f"{path} is not a vcodec keyframe weights file")
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("role") != role:
+        raise UserError(f"{path} is not a vcodec {role} weights file")
+    cls, config_cls = ROLES[role]
     cfg = json.loads(blob["config"])
     cfg["lambdas"] = tuple(cfg["lambdas"])
-    model = KeyframeCodec(KeyframeConfig(**cfg))
+    model = cls(config_cls(**cfg))
     model.load_state_dict({k: v.float() if v.dtype.is_floating_point else v for k, v in blob["state_dict"].items()})
     model.load_tables(blob["tables"])
     model.eval().to(device)

@@ -1,0 +1,146 @@
+"""Inter (P-frame) codec of the DVC family (Lu et al. 2019), on YUV 4:2:0.
+
+    flow = FlowNet(x_t, x̂_{t-1})                      motion estimation
+    flow_hat = MotionCodec(flow)                      learned motion coding (hyperprior)
+    x̄ = warp(x̂_{t-1}, flow_hat)
+    x̄ += Refine([x̄, x̂_{t-1}, flow_hat])              motion compensation
+    r̂ = ResidualCodec(x_t − x̄)                        learned residual coding (hyperprior)
+    x̂_t = x̄ + r̂
+
+The reference is always the decoder's previous reconstruction, and each
+sub-codec's entropy parameters depend only on its own hyper-latent, so a P-frame
+parses identically on any device (DESIGN §5). Both sub-codecs share the quality
+index with the keyframe codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from vcodec.layers import conv
+from vcodec.models.flow import FlowNet, warp
+from vcodec.models.hyperprior import PAD, Latents, MeanScaleHyperprior, log_interp, pad_to
+from vcodec.models.keyframe import DEFAULT_LAMBDAS, initial_log_gains
+
+FLOW_SCALE = 4.0  # the motion codec sees flow / FLOW_SCALE: keeps its input near unit range
+
+
+@dataclass
+class InterConfig:
+    motion_n: int = 64
+    motion_m: int = 96
+    residual_n: int = 96
+    residual_m: int = 128
+    refine_width: int = 64
+    flow_width: int = 32
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Refine(nn.Module):
+    """Motion-compensation refinement: a residual CNN on [warped, reference, flow]."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            conv(14, width, 3, 1), nn.LeakyReLU(0.1, inplace=True),
+            conv(width, width, 3, 1), nn.LeakyReLU(0.1, inplace=True),
+            conv(width, width, 3, 1), nn.LeakyReLU(0.1, inplace=True),
+            conv(width, 6, 3, 1),
+        )
+
+    def forward(self, warped: torch.Tensor, ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return warped + self.net(torch.cat([warped, ref, flow / FLOW_SCALE], dim=1))
+
+
+@dataclass
+class InterLatents:
+    motion: Latents
+    residual: Latents
+    x_hat: torch.Tensor  # reconstruction, unclamped, padded size
+
+
+class InterCodec(nn.Module):
+    def __init__(self, config: InterConfig | None = None):
+        super().__init__()
+        self.config = config = config or InterConfig()
+        init = initial_log_gains(config.lambdas)
+        self.flow_net = FlowNet(6, width=config.flow_width)
+        self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init)
+        self.refine = Refine(config.refine_width)
+        self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init)
+        self.register_buffer("log_lambdas", torch.log(torch.tensor(config.lambdas, dtype=torch.float32)))
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.exp(log_interp(self.log_lambdas, q))
+
+    def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
+        """Motion-compensated prediction x̄ from the reference and the decoded flow."""
+        return self.refine(warp(ref, flow_hat), ref, flow_hat)
+
+    # ----------------------------------------------------------------- training
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass on padded tensors (sizes divisible by 32)."""
+        flow = self.flow_net(x, ref)
+        m = self.motion(flow * (1 / FLOW_SCALE), q)
+        flow_hat = m["x_hat"] * FLOW_SCALE
+        pred = self.predict(ref, flow_hat)
+        r = self.residual(x - pred, q)
+        return {
+            "x_hat": pred + r["x_hat"],
+            "prediction": pred,
+            "likelihoods": [m["y_likelihood"], m["z_likelihood"], r["y_likelihood"], r["z_likelihood"]],
+        }
+
+    # ------------------------------------------------------------------- coding
+    def update_tables(self) -> None:
+        self.motion.update_tables()
+        self.residual.update_tables()
+
+    def tables_state(self) -> dict:
+        return {"motion": self.motion.tables_state(), "residual": self.residual.tables_state()}
+
+    def load_tables(self, state: dict) -> None:
+        self.motion.load_tables(state["motion"])
+        self.residual.load_tables(state["residual"])
+
+    @torch.inference_mode()
+    def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float) -> InterLatents:
+        """Code x (1, 6, h, w) given the decoder's reference (same size)."""
+        h, w = x.shape[-2:]
+        xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
+        flow = self.flow_net(xp, refp)
+        motion = self.motion.compress(flow * (1 / FLOW_SCALE), quality)
+        pred = self._prediction(motion.y_hat, refp, quality)
+        residual = self.residual.compress(xp - pred, quality)
+        x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:])
+        return InterLatents(motion, residual, x_hat[:, :, :h, :w])
+
+    def _prediction(self, motion_y_hat: torch.Tensor, refp: torch.Tensor, quality: float) -> torch.Tensor:
+        flow_hat = self.motion.synthesize(motion_y_hat, quality, *refp.shape[-2:]) * FLOW_SCALE
+        return self.predict(refp, flow_hat)
+
+    @torch.inference_mode()
+    def decompress(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
+                   ref: torch.Tensor, quality: float) -> torch.Tensor:
+        """Substreams + reference -> reconstruction (unclamped), the size of ref."""
+        h, w = ref.shape[-2:]
+        refp = pad_to(ref, PAD)
+        motion_y_hat = self.motion.decompress_latents(motion_z, motion_y, h, w).to(ref.device)
+        pred = self._prediction(motion_y_hat, refp, quality)
+        residual_y_hat = self.residual.decompress_latents(residual_z, residual_y, h, w).to(ref.device)
+        x_hat = pred + self.residual.synthesize(residual_y_hat, quality, *pred.shape[-2:])
+        return x_hat[:, :, :h, :w]
