@@ -83,3 +83,37 @@ def test_torchrun_two_processes_keep_replicas_identical(tmp_path, tiny_config):
     digests = [(tmp_path / "ddp" / f"replica_{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+TINY_INTER = """
+stage = "{stage}"
+[model]
+motion_n = 16
+motion_m = 16
+residual_n = 16
+residual_m = 16
+refine_width = 16
+flow_width = 16
+[data]
+videos = ["{data}"]
+crop = 64
+[train]
+batch = 2
+p_frames = 2
+warmup = 1
+mc_weight = 1.0
+mc_steps = 2
+"""
+
+
+@pytest.mark.parametrize("stage", ["flow", "inter", "inter_multi"])
+def test_inter_stages_train_and_export(tmp_path, stage):
+    from vcodec.zoo import load_inter
+
+    cfg = tmp_path / f"{stage}.toml"
+    cfg.write_text(TINY_INTER.format(stage=stage, data=REPO / "data"))
+    out = tmp_path / "inter.pt"
+    train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "2", "--quiet", "--export", str(out)])
+    log = (tmp_path / "run" / "checkpoint.pt")
+    assert torch.load(log, weights_only=True)["step"] == 2
+    assert load_inter(out).meta["steps"] == 2

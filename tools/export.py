@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vcodec.training.run import build_keyframe  # noqa: E402
+from vcodec.training.run import build_model  # noqa: E402
 from vcodec.zoo import save_weights  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.config.read_text())
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    model = build_keyframe(cfg)
+    model = build_model(cfg)
     model.load_state_dict(state["model"] if args.raw else state["ema"])
     meta = {"config": cfg, "steps": int(state["step"]), "cpu_hours": round(float(state["elapsed"]) / 3600, 3)}
     meta.update(json.loads(args.meta))

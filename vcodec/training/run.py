@@ -20,19 +20,29 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
-from vcodec.training.data import CropSampler, load_images, load_video_frames
+from vcodec.training.data import CropSampler, load_clips, load_images, load_video_frames
+from vcodec.training.inter import flow_loss, inter_loss
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
-from vcodec.zoo import save_weights
+from vcodec.zoo import load_keyframe, save_weights
+
+STAGES = ("keyframe", "flow", "inter", "inter_multi")
 
 
-def build_keyframe(cfg: dict) -> KeyframeCodec:
-    model_cfg = cfg.get("model", {})
-    kw = {k: model_cfg[k] for k in ("n", "m") if k in model_cfg}
+def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
+    """The model a config trains: the keyframe codec, or the inter codec for the inter stages."""
+    model_cfg = dict(cfg.get("model", {}))
     if "lambdas" in model_cfg:
-        kw["lambdas"] = tuple(model_cfg["lambdas"])
-    return KeyframeCodec(KeyframeConfig(**kw))
+        model_cfg["lambdas"] = tuple(model_cfg["lambdas"])
+    stage = cfg.get("stage", "keyframe")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage '{stage}' (one of {', '.join(STAGES)})")
+    if stage == "keyframe":
+        return KeyframeCodec(KeyframeConfig(**model_cfg))
+    return InterCodec(InterConfig(**model_cfg))
+
 
 
 def parser() -> argparse.ArgumentParser:
@@ -87,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(seed + rank)
     run_dir = args.run_dir or Path("runs") / args.config.stem
 
-    model = build_keyframe(cfg).to(device)
+    stage = cfg.get("stage", "keyframe")
+    model = build_model(cfg).to(device)
     schedule = Schedule(lr=train_cfg.get("lr", 5e-4), warmup=train_cfg.get("warmup", 300),
                         total_steps=train_cfg.get("total_steps", 100_000),
                         final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
@@ -103,24 +114,40 @@ def main(argv: list[str] | None = None) -> int:
 
     crop = int(data_cfg.get("crop", 128))
     pool: list[torch.Tensor] = []
-    for root in data_cfg.get("images", []):
-        pool += load_images(root, crop)
-    for root in data_cfg.get("videos", []):
-        pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)))
+    if stage == "keyframe":
+        for root in data_cfg.get("images", []):
+            pool += load_images(root, crop)
+        for root in data_cfg.get("videos", []):
+            pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)))
+    else:
+        for root in data_cfg.get("videos", []):
+            pool += load_clips(root, crop)
     if rank == 0:
-        print(f"training pool: {len(pool)} frames; {world} process(es) on {device}", file=sys.stderr)
+        print(f"{stage} training pool: {len(pool)} items; {world} process(es) on {device}", file=sys.stderr)
     sampler = CropSampler(pool, crop, seed, rank)
     batch = int(train_cfg.get("batch", 8))
+    frames = {"keyframe": 0, "flow": 2, "inter": 2}.get(stage, 1 + int(train_cfg.get("p_frames", 4)))
     forward = trainer.forward_module
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else None
+    keyframe = None
+    if stage in ("inter", "inter_multi"):
+        keyframe = load_keyframe(cfg.get("keyframe_weights"), device).model
+        keyframe.requires_grad_(False)
+    mc_weight, mc_steps = float(train_cfg.get("mc_weight", 0.0)), int(train_cfg.get("mc_steps", 1))
+
+    def losses(step: int):
+        x = sampler.batch(step, batch, frames).to(device)
+        q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
+        if stage == "keyframe":
+            return rd_loss(model, x, q, forward)
+        if stage == "flow":
+            return flow_loss(model, x)
+        return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward)
 
     def step_fn(step: int):
-        x = sampler.batch(step, batch).to(device)
-        q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
-        if autocast is None:
-            return rd_loss(model, x, q, forward)
-        with autocast:
-            return rd_loss(model, x, q, forward)
+        if not device.startswith("cuda"):
+            return losses(step)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return losses(step)
 
     steps = args.steps or schedule.total_steps
     t0 = time.time()
