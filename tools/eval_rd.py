@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vcodec  # noqa: E402
 from vcodec.compare import Comparison, anchor_codec, bd_entry, plot_rd, vcodec_codec  # noqa: E402
 from vcodec.video import VideoWriter, frame_from_av, frame_to_av, read_frames  # noqa: E402
-from vcodec.zoo import load_keyframe  # noqa: E402
+from vcodec.zoo import inter_available, load_inter, load_keyframe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO.parent / "shared" / "data" / "video" / "eval"
@@ -69,7 +69,7 @@ def rate_control_check(src: Path, source, fps, points: list[dict]) -> dict:
         with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
             for f in source:
                 w.write(f)
-        r = vcodec.encode(clip, Path(tmp) / "c.lvc", bitrate=target, progress=False)
+        r = vcodec.encode(clip, Path(tmp) / "c.lvc", bitrate=target, intra_period=1, progress=False)
     return {"target_kbps": target, "kbps": r.kbps, "error_pct": 100 * (r.kbps / target - 1)}
 
 
@@ -87,8 +87,11 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
              f"- model: keyframe weights sha256 `{report['weights'][:16]}`, {report['steps']} training steps",
              f"- clips: first {report['frames']} frames of each; machine: {report['machine']}, "
              f"{report['threads']} threads",
-             "- vcodec codes every frame as a keyframe (all-intra) in this version, so its curve is the same in "
-             "both intra-period sections; the anchors use keyint = the intra period, no B-frames.", ""]
+             ("- vcodec codes P-frames with inter weights `" + report["inter_weights"][:16] + "` at intra periods "
+              "other than 1" if report.get("inter_weights") else
+              "- no inter weights are shipped yet, so vcodec codes every frame as a keyframe (all-intra) and its "
+              "curve is the same in every intra-period section"),
+             "- the anchors use keyint = the intra period, no B-frames, no scene-cut keyframes.", ""]
     lines += ["## vcodec per quality index (all-intra)", "",
               "| clip | " + " | ".join(f"q{q:g}" for q in report["qualities"]) + " |",
               "| --- |" + " --- |" * len(report["qualities"])]
@@ -111,8 +114,34 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
         avg = report["average"][str(period)]
         lines.append("| **mean over eval clips** | " + " | ".join(fmt(avg[n]) for n in names) + " |")
         lines.append("")
+    inter_periods = [p for p in report["intra_periods"] if p != 1]
+    if report.get("inter_weights") and inter_periods:
+        lines += ["## Inter coding: intra period against all-intra (vcodec only)", "",
+                  "| clip | " + " | ".join(f"BD-rate ip{p} vs ip1" for p in inter_periods) +
+                  " | mean P-frame / I-frame bytes (q4) |", "| --- |" + " --- |" * (len(inter_periods) + 1)]
+        for clip, data in report["clips"].items():
+            cells = [fmt(data["inter_vs_intra"][str(p)]["bd_rate_psnr_yuv"]) for p in inter_periods]
+            pt = next((q for q in data[f"vcodec_ip{inter_periods[0]}"]["points"] if q["quality"] == 4),
+                      data[f"vcodec_ip{inter_periods[0]}"]["points"][-1])
+            ratio = (pt["p_frame_bytes_mean"] / pt["i_frame_bytes_mean"]) if pt.get("p_frame_bytes_mean") else None
+            cells.append("n/a" if ratio is None else f"{ratio:.2f}")
+            lines.append(f"| {clip} | " + " | ".join(cells) + " |")
+        lines.append("")
+        period = inter_periods[0]
+        lines += [f"Per-frame PSNR-YUV across the first GOP (intra period {period}, quality 4, mean over clips): "
+                  "drift shows as a downward slope.", ""]
+        curves = []
+        for data in report["clips"].values():
+            pt = next((q for q in data[f"vcodec_ip{period}"]["points"] if q["quality"] == 4), None)
+            if pt:
+                curves.append(pt["frame_psnr_yuv"])
+        if curves:
+            n = min(len(c) for c in curves)
+            mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+            lines += ["| frame | " + " | ".join(str(i) for i in range(n)) + " |", "| --- |" + " --- |" * n,
+                      "| PSNR-YUV | " + " | ".join(f"{v:.2f}" for v in mean) + " |", ""]
     if all("rate_control" in c for c in report["clips"].values()):
-        lines += ["## Rate control (`vcodec encode --bitrate`)", "", "| clip | target kbps | achieved kbps | error |",
+        lines += ["## Rate control (`vcodec encode --bitrate`, all-intra)", "", "| clip | target kbps | achieved kbps | error |",
                   "| --- | --- | --- | --- |"]
         for clip, data in report["clips"].items():
             rc = data["rate_control"]
@@ -156,12 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"frames": args.frames, "qualities": args.qualities, "intra_periods": args.intra_periods,
                     "weights": model.sha256, "steps": model.meta.get("steps"), "threads": torch.get_num_threads(),
                     "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "clips": {}}
+    inter = inter_available()
+    report["inter_weights"] = load_inter().sha256 if inter else None
     for src in args.clips:
         source, info = read_frames(src, max_frames=args.frames)
         t = time.time()
-        ours = vcodec_codec(source, info.fps, args.qualities, 1)
-        entry = {"vcodec": ours, "anchors": {}, "bd": {}}
+        ours_by_period = {1: vcodec_codec(source, info.fps, args.qualities, 1)}
+        entry = {"vcodec": ours_by_period[1], "anchors": {}, "bd": {}}
         for period in args.intra_periods:
+            if period != 1 and inter:
+                ours_by_period[period] = vcodec_codec(source, info.fps, args.qualities, period)
+                entry[f"vcodec_ip{period}"] = ours_by_period[period]
+                entry.setdefault("inter_vs_intra", {})[str(period)] = bd_entry(ours_by_period[1]["points"],
+                                                                              ours_by_period[period]["points"])
+            ours = ours_by_period.get(period, ours_by_period[1])
             comp = Comparison(str(src), info.width, info.height, info.fps, len(source), period)
             comp.codecs["vcodec"] = ours
             entry["anchors"][str(period)], entry["bd"][str(period)] = {}, {}
@@ -173,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 comp.codecs[key] = codec
             plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
         if not args.no_rate_control:
-            entry["rate_control"] = rate_control_check(src, source, info.fps, ours["points"])
+            entry["rate_control"] = rate_control_check(src, source, info.fps, ours_by_period[1]["points"])
         report["clips"][src.stem] = entry
         first = entry["bd"][str(args.intra_periods[0])]
         summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}

@@ -67,13 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("input")
     c.add_argument("--qualities", type=float, nargs="+", help="vcodec quality indices (default 0..7)")
     c.add_argument("--anchors", default="x264", help="comma-separated anchors: x264,x265 (default x264)")
-    c.add_argument("--intra-period", type=int, default=1, help="GOP length for every codec (this version: 1)")
+    c.add_argument("--intra-period", type=int, help="GOP length for every codec (default 32 with inter "
+                   "weights, else 1)")
     c.add_argument("--frames", type=int, default=32, help="compare on the first N frames (default 32)")
     c.add_argument("--preset", help="anchor encoder preset (default medium)")
     c.add_argument("--out", default="compare_out", help="directory for results.json, results.csv, rd.png")
     c.add_argument("--at-bitrate", metavar="KBPS", help="also code vcodec and H.264 at this bitrate ('source' = "
                    "the input's own) and write side_by_side.png")
     c.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
+    c.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
     c.add_argument("--quiet", action="store_true")
 
     sub.add_parser("train", help="train a model from a config (see: vcodec train --help)")
@@ -112,7 +114,8 @@ def _run(args: argparse.Namespace) -> int:
             except ValueError:
                 raise UserError("--at-bitrate takes a number of kbps or 'source'") from None
         r = run_compare(args.input, args.out, args.qualities, anchors, args.intra_period, args.frames,
-                        args.preset, args.weights, progress=not args.quiet, at_bitrate=at)
+                        args.preset, args.weights, progress=not args.quiet, at_bitrate=at,
+                        inter_weights=args.inter_weights)
         print(format_table(r))
         print(r.sentence())
         extra = f", {args.out}/side_by_side.png" if r.equal_bitrate else ""

@@ -30,14 +30,19 @@ SCHEMA = "vcodec-compare-1"
 DEFAULT_QUALITIES = [0, 1, 2, 3, 4, 5, 6, 7]
 
 
-def measure(source: list[YUVFrame], decoded: list[YUVFrame], bits: int, fps: Fraction) -> dict[str, float]:
-    """One RD point: rate figures plus mean per-frame quality metrics."""
+def measure(source: list[YUVFrame], decoded: list[YUVFrame], bits: int, fps: Fraction,
+            per_frame: bool = False) -> dict:
+    """One RD point: rate figures plus mean per-frame quality metrics (and the per-frame PSNR-YUV)."""
     if len(decoded) != len(source):
         raise RuntimeError(f"decoded {len(decoded)} frames for {len(source)} source frames")
     rows = [dict(frame_psnr(a, b), psnr_rgb=frame_psnr_rgb(a, b), ms_ssim_y=ms_ssim(a.y, b.y))
             for a, b in zip(source, decoded)]
     pixels = source[0].width * source[0].height * len(source)
-    return {"bits": bits, "bpp": bits / pixels, "kbps": bits * float(fps) / len(source) / 1000, **mean_metrics(rows)}
+    point = {"bits": bits, "bpp": bits / pixels, "kbps": bits * float(fps) / len(source) / 1000,
+             **mean_metrics(rows)}
+    if per_frame:
+        point["frame_psnr_yuv"] = [round(r["psnr_yuv"], 4) for r in rows]
+    return point
 
 
 @dataclass
@@ -74,7 +79,7 @@ class Comparison:
         return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {anchor}{note}."
 
 
-def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar) -> list[dict]:
+def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None) -> list[dict]:
     clip = work / "source.mkv"
     with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
         for f in source:
@@ -82,11 +87,16 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
     points = []
     for q in qualities:
         stream = work / f"vcodec_q{q}.lvc"
-        api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False)
+        api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False,
+                   inter_weights=inter_weights)
         back = work / f"vcodec_q{q}.y4m"
-        api.decode(stream, back, device="cpu", weights=weights, progress=False)
+        api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
-        points.append({"quality": q, **measure(source, decoded, stream.stat().st_size * 8, fps)})
+        point = {"quality": q, **measure(source, decoded, stream.stat().st_size * 8, fps, per_frame=True)}
+        for kind in ("I", "P"):
+            sizes = [p["bytes"] for p in api.info(stream).packets if p["type"] == kind]
+            point[f"{kind.lower()}_frame_bytes_mean"] = sum(sizes) / len(sizes) if sizes else None
+        points.append(point)
         if bar is not None:
             bar.update(1)
     return points
@@ -119,15 +129,17 @@ def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
 
 
 def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
-                 weights: str | os.PathLike | None = None, bar=None) -> dict:
+                 weights: str | os.PathLike | None = None, bar=None,
+                 inter_weights: str | os.PathLike | None = None) -> dict:
     """RD points of vcodec over `qualities`, as a results.json codec entry."""
     with tempfile.TemporaryDirectory() as tmp:
-        points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar)
+        points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights)
     return {"label": "vcodec", "config": {"intra_period": intra_period}, "points": points}
 
 
 def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: Path, intra_period: int,
-                       preset: str | None = None, weights: str | os.PathLike | None = None) -> dict:
+                       preset: str | None = None, weights: str | os.PathLike | None = None,
+                       inter_weights: str | os.PathLike | None = None) -> dict:
     """vcodec (rate control) and H.264 (CRF bisected to the rate) at one bitrate, plus a side-by-side PNG."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -135,8 +147,9 @@ def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: 
         with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
             for f in source:
                 w.write(f)
-        api.encode(clip, stream, intra_period=intra_period, weights=weights, progress=False, bitrate=kbps)
-        api.decode(stream, back, device="cpu", weights=weights, progress=False)
+        api.encode(clip, stream, intra_period=intra_period, weights=weights, progress=False, bitrate=kbps,
+                   inter_weights=inter_weights)
+        api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         ours, _ = read_frames(back)
         ours_point = measure(source, ours, stream.stat().st_size * 8, fps)
     h264 = encode_anchor_at_bitrate(source, "x264", kbps, intra_period, fps, preset)
@@ -176,9 +189,10 @@ def side_by_side(src: YUVFrame, h264: YUVFrame, ours: YUVFrame, h264_point: dict
 
 
 def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities: list[float] | None = None,
-                anchors: list[str] | None = None, intra_period: int = 1, frames: int | None = 32,
+                anchors: list[str] | None = None, intra_period: int | None = None, frames: int | None = 32,
                 preset: str | None = None, weights: str | os.PathLike | None = None,
-                progress: bool = True, at_bitrate: float | str | None = None) -> Comparison:
+                progress: bool = True, at_bitrate: float | str | None = None,
+                inter_weights: str | os.PathLike | None = None) -> Comparison:
     """Compare vcodec with `anchors` on the first `frames` frames of `input`; write the outputs.
 
     `at_bitrate` (kbps, or "source" for the input's own video bitrate) adds the
@@ -186,6 +200,8 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
     """
     qualities = qualities if qualities is not None else DEFAULT_QUALITIES
     anchors = anchors if anchors is not None else ["x264"]
+    if intra_period is None:
+        intra_period = api.default_intra_period(inter_weights)
     for name in anchors:
         if name not in DEFAULT_CRFS:
             raise UserError(f"unknown anchor '{name}' (available: {', '.join(DEFAULT_CRFS)})")
@@ -201,14 +217,16 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
     result = Comparison(str(input), info.width, info.height, info.fps, len(source), intra_period)
     total = len(qualities) + sum(len(DEFAULT_CRFS[a]) for a in anchors)
     with tqdm(total=total, desc="compare", disable=not progress, leave=False) as bar:
-        result.codecs["vcodec"] = vcodec_codec(source, info.fps, qualities, intra_period, weights, bar)
+        result.codecs["vcodec"] = vcodec_codec(source, info.fps, qualities, intra_period, weights, bar,
+                                               inter_weights)
         for name in anchors:
             result.codecs[name] = anchor_codec(source, info.fps, name, intra_period, preset, bar)
     for name in anchors:
         result.bd[name] = bd_entry(result.codecs[name]["points"], result.codecs["vcodec"]["points"])
     if at_bitrate is not None:
         kbps = source_kbps(input, len(source)) if at_bitrate == "source" else float(at_bitrate)
-        result.equal_bitrate = equal_bitrate_view(source, info.fps, kbps, out, intra_period, preset, weights)
+        result.equal_bitrate = equal_bitrate_view(source, info.fps, kbps, out, intra_period, preset, weights,
+                                                  inter_weights)
     write_outputs(result, out)
     return result
 
@@ -224,7 +242,7 @@ def write_outputs(result: Comparison, out: Path) -> None:
             for p in codec["points"]:
                 setting = f"q{p['quality']}" if "quality" in p else f"crf{p['crf']}"
                 w.writerow({"codec": name, "setting": setting, **{k: round(v, 5) for k, v in p.items()
-                                                                   if k not in ("quality", "crf")}})
+                                                                   if isinstance(v, float | int)}})
     plot_rd(result, out / "rd.png")
 
 
