@@ -141,8 +141,8 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
             lines += ["| frame | " + " | ".join(str(i) for i in range(n)) + " |", "| --- |" + " --- |" * n,
                       "| PSNR-YUV | " + " | ".join(f"{v:.2f}" for v in mean) + " |", ""]
     if all("rate_control" in c for c in report["clips"].values()):
-        lines += ["## Rate control (`vcodec encode --bitrate`, all-intra)", "", "| clip | target kbps | achieved kbps | error |",
-                  "| --- | --- | --- | --- |"]
+        lines += ["## Rate control (`vcodec encode --bitrate`, all-intra)", "",
+                  "| clip | target kbps | achieved kbps | error |", "| --- | --- | --- | --- |"]
         for clip, data in report["clips"].items():
             rc = data["rate_control"]
             lines.append(f"| {clip} | {rc['target_kbps']} | {rc['kbps']:.1f} | {rc['error_pct']:+.1f}% |")

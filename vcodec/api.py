@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from vcodec.codec import FrameDecoder, FrameEncoder
+from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
 from vcodec.fileio import atomic_output, check_output
@@ -160,7 +162,8 @@ class DecodeResult:
     output: Path
     frames: int
     seconds: float
-    mismatched_frames: list[int] = field(default_factory=list)
+    lost_frames: list[int] = field(default_factory=list)  # filled in by --skip-damaged
+    damage: list[str] = field(default_factory=list)  # one line per damaged GOP
 
 
 def _check_weights(header: StreamHeader, model: LoadedModel, inter: LoadedModel | None) -> None:
@@ -176,21 +179,41 @@ def _check_weights(header: StreamHeader, model: LoadedModel, inter: LoadedModel 
         raise StreamError(f"stream uses entropy coder {header.coder_id}, this decoder has {CODER_ID}")
 
 
+def _gop_spans(reader: StreamReader, start: int, end: int) -> list[tuple[int, int, int | None, int | None]]:
+    """(first frame, end frame, offset, next GOP's offset) of the GOPs covering [start, end).
+
+    The offset is None for frames before the first intact keyframe (unrecoverable).
+    """
+    gops = reader.gops
+    spans: list[tuple[int, int, int | None, int | None]] = []
+    if not gops or gops[0].first_frame > start:
+        spans.append((start, min(end, gops[0].first_frame) if gops else end, None, None))
+    for i, g in enumerate(gops):
+        nxt = gops[i + 1] if i + 1 < len(gops) else None
+        stop = nxt.first_frame if nxt else reader.header.frame_count
+        if stop > start and g.first_frame < end:
+            spans.append((g.first_frame, stop, g.offset, nxt.offset if nxt else None))
+    return spans
+
+
 def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "auto", start: int = 0,
            frames: int | None = None, crf: int | None = None, verify: bool = False,
            weights: str | os.PathLike | None = None, progress: bool = True,
-           inter_weights: str | os.PathLike | None = None) -> DecodeResult:
+           inter_weights: str | os.PathLike | None = None, skip_damaged: bool = False) -> DecodeResult:
     """Decode a .lvc stream to .y4m, .mkv or .mp4 (chosen by the output's extension).
 
     With `verify`, every frame is compared with the encoder's reconstruction hash
-    and a mismatch raises an error naming the first differing frame.
+    and a mismatch raises an error naming the first differing frame. With
+    `skip_damaged`, a damaged GOP does not stop decoding: its missing frames are
+    filled with the last good frame (mid-grey before the first one) and listed in
+    the result, and a damaged index is rebuilt by scanning for intact packets.
     """
     out = check_output(output, input)
     if start < 0 or (frames is not None and frames < 1):
         raise UserError("--start must be >= 0 and --frames >= 1")
     dev = resolve_device(device)
     t0 = time.time()
-    with StreamReader(input) as reader:
+    with StreamReader(input, recover=skip_damaged) as reader:
         h = reader.header
         model = load_keyframe(weights, dev)
         inter = None
@@ -204,30 +227,55 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
         end = h.frame_count if frames is None else min(h.frame_count, start + frames)
         decoder = FrameDecoder(model.model, h.width, h.height, dev, inter.model if inter else None)
         color = ColorInfo(h.color_primaries, h.color_transfer, h.color_matrix, h.color_range)
-        written = 0
-        mismatched = []
+        result = DecodeResult(out, 0, 0.0)
+        if reader.recovered:
+            result.damage.append(f"index unusable ({reader.recovered}); GOPs rebuilt by scanning")
+        last_good: YUVFrame | None = None
         with atomic_output(out) as tmp:
-            with VideoWriter(tmp, h.width, h.height, h.fps, color, crf, container_format=out.suffix) as writer:
-                gop = reader.gop_for_frame(start)
-                with tqdm(total=end - start, desc="decode", unit="frame", disable=not progress, leave=False) as bar:
-                    for packet in reader.packets(gop.offset):
-                        if packet.frame_index >= end:
-                            break
-                        frame = decoder.decode(packet)
-                        if packet.frame_index < start:
-                            continue
-                        if verify and frame_hash(frame.tobytes()) != packet.recon_hash:
-                            mismatched.append(packet.frame_index)
-                            raise StreamError(
-                                f"frame {packet.frame_index}: decoded frame differs from the encoder's "
-                                "reconstruction (hash mismatch)"
-                            )
-                        writer.write(frame)
-                        written += 1
-                        bar.update(1)
-            if written != end - start:
-                raise StreamError(f"stream truncated: {written} of {end - start} frames present")
-    return DecodeResult(out, written, time.time() - t0, mismatched)
+            with VideoWriter(tmp, h.width, h.height, h.fps, color, crf, container_format=out.suffix) as writer, \
+                    tqdm(total=end - start, desc="decode", unit="frame", disable=not progress, leave=False) as bar:
+
+                def emit(frame: YUVFrame) -> None:
+                    writer.write(frame)
+                    result.frames += 1
+                    bar.update(1)
+
+                for first, stop, offset, next_offset in _gop_spans(reader, start, end):
+                    next_frame = max(first, start)
+                    try:
+                        if offset is None:
+                            raise StreamError(f"frames {first}-{stop - 1}: no intact keyframe")
+                        decoder.reference = None
+                        for packet in reader.packets(offset, min(stop, end), next_offset):
+                            frame = decoder.decode(packet)
+                            if verify and frame_hash(frame.tobytes()) != packet.recon_hash:
+                                raise StreamError(f"frame {packet.frame_index}: decoded frame differs from the "
+                                                  "encoder's reconstruction (hash mismatch)")
+                            if packet.frame_index >= start:
+                                emit(frame)
+                                last_good, next_frame = frame, packet.frame_index + 1
+                        if next_frame < min(stop, end):
+                            raise StreamError(f"stream truncated: frame {next_frame} is missing")
+                    except StreamError as exc:
+                        if not skip_damaged:
+                            raise
+                        lost = list(range(next_frame, min(stop, end)))
+                        filled = f"; frames {lost[0]}-{lost[-1]} filled" if lost else ""
+                        result.damage.append(f"{exc}{filled}")
+                        result.lost_frames += lost
+                        filler = last_good or gray_frame(h.width, h.height)
+                        for _ in lost:
+                            emit(filler)
+            if result.frames != end - start:
+                raise StreamError(f"stream truncated: {result.frames} of {end - start} frames present")
+    result.seconds = time.time() - t0
+    return result
+
+
+def gray_frame(width: int, height: int) -> YUVFrame:
+    cw, ch = chroma_size(width, height)
+    return YUVFrame(np.full((height, width), 128, np.uint8), np.full((ch, cw), 128, np.uint8),
+                    np.full((ch, cw), 128, np.uint8))
 
 
 @dataclass

@@ -13,7 +13,7 @@ import warnings
 from vcodec import __version__
 from vcodec.errors import StreamError, UserError
 
-EXIT_USER, EXIT_STREAM, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_USER, EXIT_STREAM, EXIT_DAMAGED, EXIT_INTERRUPTED = 1, 3, 4, 130
 
 
 def _version_text() -> str:
@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", type=int, help="number of frames to output")
     d.add_argument("--crf", type=int, help="MP4 only: lossy H.264 viewing copy at this CRF (default lossless)")
     d.add_argument("--verify", action="store_true", help="check every frame against the encoder's hash")
+    d.add_argument("--skip-damaged", action="store_true", help="decode every intact GOP, fill damaged ones with "
+                   "the last good frame, report them and exit with status 4")
     d.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     d.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
     d.add_argument("--quiet", action="store_true")
@@ -99,10 +101,16 @@ def _run(args: argparse.Namespace) -> int:
                   f"{r.frames / r.seconds:.2f} frames/s")
     elif args.command == "decode":
         r = api.decode(args.input, args.output, args.device, args.start, args.frames, args.crf, args.verify,
-                       args.weights, progress=not args.quiet, inter_weights=args.inter_weights)
+                       args.weights, progress=not args.quiet, inter_weights=args.inter_weights,
+                       skip_damaged=args.skip_damaged)
+        for line in r.damage:
+            print(f"vcodec: damaged: {line}", file=sys.stderr)
         if not args.quiet:
-            check = ", all frames match the encoder" if args.verify else ""
-            print(f"{r.output}: {r.frames} frames, {r.frames / r.seconds:.2f} frames/s{check}")
+            check = ", all decoded frames match the encoder" if args.verify else ""
+            lost = f", {len(r.lost_frames)} lost frames filled" if r.lost_frames else ""
+            print(f"{r.output}: {r.frames} frames, {r.frames / r.seconds:.2f} frames/s{check}{lost}")
+        if r.damage:
+            return EXIT_DAMAGED
     elif args.command == "compare":
         from vcodec.compare import format_table, run_compare
 

@@ -169,11 +169,18 @@ class StreamWriter:
 
 @dataclass
 class StreamReader:
-    """Random-access reader: header, GOP index and packets, every section checked."""
+    """Random-access reader: header, GOP index and packets, every section checked.
+
+    With `recover`, a missing or damaged trailer/index is not fatal: the packet
+    area is scanned for packets whose marker and CRC32 check out, and the GOPs
+    are rebuilt from the keyframes found (`recovered` then says why).
+    """
 
     path: Path
+    recover: bool = False
     header: StreamHeader = field(init=False)
     gops: list[GopEntry] = field(init=False)
+    recovered: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -184,8 +191,32 @@ class StreamReader:
         self.size = os.fstat(self._f.fileno()).st_size
         self.header = StreamHeader.unpack(self._f)
         self.data_start = self._f.tell()
-        self.index_offset = self._read_trailer()
-        self.gops = self._read_index()
+        try:
+            self.index_offset = self._read_trailer()
+            self.gops = self._read_index()
+        except StreamError as exc:
+            if not self.recover:
+                raise
+            self.recovered = str(exc)
+            self.index_offset = self.size
+            self.gops = self._scan_for_keyframes()
+
+    def _scan_for_keyframes(self) -> list[GopEntry]:
+        """GOPs from every intact keyframe packet found in the file (marker + CRC32)."""
+        self._f.seek(self.data_start)
+        data = self._f.read()
+        gops: list[GopEntry] = []
+        pos = data.find(PACKET_SYNC)
+        while pos >= 0:
+            try:
+                packet = self.read_packet(self.data_start + pos)
+            except StreamError:
+                pos = data.find(PACKET_SYNC, pos + 1)
+                continue
+            if packet.frame_type == FRAME_I and (not gops or packet.frame_index > gops[-1].first_frame):
+                gops.append(GopEntry(packet.frame_index, packet.offset))
+            pos = data.find(PACKET_SYNC, pos + packet.size)
+        return gops
 
     def _read_trailer(self) -> int:
         if self.size < self.data_start + _TRAILER.size:
@@ -239,14 +270,18 @@ class StreamReader:
             raise StreamError(f"{where}: unknown frame type {ftype}")
         return Packet(ftype, index, qcode / 1000, payload, digest, offset)
 
-    def packets(self, start_offset: int | None = None):
-        """Packets in file order from `start_offset` (default: the first) to the index."""
+    def packets(self, start_offset: int | None = None, end_frame: int | None = None, end_offset: int | None = None):
+        """Packets in file order from `start_offset` (default: the first) up to `end_frame`, `end_offset`
+        or the index, whichever comes first."""
         offset = self.data_start if start_offset is None else start_offset
+        limit = self.index_offset if end_offset is None else min(end_offset, self.index_offset)
         expected = None
-        while offset < self.index_offset:
+        while offset < limit:
             packet = self.read_packet(offset)
             if expected is not None and packet.frame_index != expected:
                 raise StreamError(f"packet at byte {offset}: frame {packet.frame_index} where {expected} was expected")
+            if end_frame is not None and packet.frame_index >= end_frame:
+                return
             expected = packet.frame_index + 1
             yield packet
             offset += packet.size
