@@ -106,3 +106,18 @@ def test_process_exit_has_no_traceback(tmp_path):
                            str(tmp_path / "x.y4m")], capture_output=True, text=True)
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_tampered_weights_are_refused(capsys, tmp_path, small_clip):
+    import torch
+
+    from vcodec.zoo import DEFAULT_KEYFRAME
+
+    blob = torch.load(DEFAULT_KEYFRAME, weights_only=True)
+    key = next(k for k, v in blob["state_dict"].items() if v.dtype == torch.float16)
+    blob["state_dict"][key] = blob["state_dict"][key] + 1
+    bad = tmp_path / "tampered.pt"
+    torch.save(blob, bad)
+    _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "integrity check")
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "cannot load")

@@ -22,6 +22,7 @@ from vcodec.metrics import frame_psnr, mean_metrics
 from vcodec.ratecontrol import RateController
 from vcodec.stream import (
     FRAME_TYPES,
+    MAX_PIXELS,
     ROLE_INTER,
     ROLE_KEYFRAME,
     StreamHeader,
@@ -112,6 +113,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     start = time.time()
     with VideoReader(input) as reader:
         info = reader.info
+        if info.width * info.height > MAX_PIXELS:
+            raise UserError(f"{info.width}x{info.height} is larger than the largest supported frame (8192x4352)")
         total = min(x for x in (info.frame_count, frames) if x) if (info.frame_count or frames) else None
         header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model, inter)
         rate = None

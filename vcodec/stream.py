@@ -32,6 +32,7 @@ _HEADER_FIXED = struct.Struct("<IIIIIBBBBBHHB")  # see StreamHeader field order
 _PACKET_HEAD = struct.Struct("<2sBIHI16s")  # sync, type, frame index, quality, payload length, hash
 _TRAILER = struct.Struct("<Q8s")
 MAX_DIMENSION = 16384
+MAX_PIXELS = 8192 * 4352  # 8K: bounds what a header can make a decoder allocate
 MAX_PACKET = 1 << 30
 INDEX_ENTRY_BYTES = 12
 
@@ -92,7 +93,7 @@ class StreamHeader:
         except struct.error:
             raise StreamError("header corrupted (fields do not fit its length)") from None
         w, h, fn, fd, count, pix, prim, trc, mat, rng, period, qcode, coder_id = fields
-        if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION) or fn == 0 or fd == 0:
+        if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION) or w * h > MAX_PIXELS or fn == 0 or fd == 0:
             raise StreamError(f"header corrupted: implausible size {w}x{h} or frame rate {fn}/{fd}")
         if pix not in PIXEL_FORMATS:
             raise StreamError(f"unsupported pixel format code {pix}")

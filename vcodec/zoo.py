@@ -34,6 +34,24 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def content_digest(blob: dict) -> str:
+    """SHA-256 over a weights blob's config, tensors and tables (everything but the digest itself)."""
+    h = hashlib.sha256()
+
+    def feed(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value):
+                feed(f"{prefix}/{k}", value[k])
+        elif isinstance(value, torch.Tensor):
+            h.update(prefix.encode() + str(value.dtype).encode() + str(tuple(value.shape)).encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(prefix.encode() + repr(value).encode())
+
+    feed("", {k: v for k, v in blob.items() if k != "content_sha256"})
+    return h.hexdigest()
+
+
 def role_of(model: KeyframeCodec | InterCodec) -> str:
     return "inter" if isinstance(model, InterCodec) else "keyframe"
 
@@ -56,6 +74,7 @@ def save_weights(path: str | os.PathLike, model: KeyframeCodec | InterCodec, met
         "tables": model.tables_state(),
         "meta": json.dumps(meta or {}),
     }
+    blob["content_sha256"] = content_digest(blob)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
@@ -94,6 +113,8 @@ def _load_cached(path: str, device: str, role: str) -> LoadedModel:
         raise UserError(f"cannot load weights {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("role") != role:
         raise UserError(f"{path} is not a vcodec {role} weights file")
+    if blob.get("content_sha256") != content_digest(blob):
+        raise UserError(f"weights file {path} fails its integrity check (damaged or modified)")
     cls, config_cls = ROLES[role]
     cfg = json.loads(blob["config"])
     cfg["lambdas"] = tuple(cfg["lambdas"])

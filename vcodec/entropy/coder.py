@@ -82,8 +82,10 @@ def decode(data: bytes, table_ids: torch.Tensor, tables: SymbolTables) -> torch.
         for t, n in zip(uniq, counts):
             out[start : start + n] = coder.decode(_model(tables, int(t)), int(n))
             start += n
-    except (ValueError, RuntimeError, AssertionError) as exc:  # constriction reports corrupt data so
-        raise EntropyDecodeError(f"ANS data does not decode ({exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - includes pyo3's PanicException (a BaseException) on garbage
+        raise EntropyDecodeError(f"ANS data does not decode ({type(exc).__name__})") from None
     idx = np.empty_like(out)
     idx[order] = out
     lengths = tables.lengths.numpy()[ids]
