@@ -1,0 +1,130 @@
+"""Bad input, every path: each ends in a clear one-line error or a correct result, and nothing is lost."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+import vcodec
+from tests.conftest import REPO, SAMPLE, crop, write_clip
+from vcodec.cli import main
+from vcodec.video import read_frames
+
+
+def _err(capsys, args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_audio_only_file(capsys, tmp_path):
+    path = tmp_path / "tone.wav"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    code, err = _err(capsys, ["encode", path, "-o", tmp_path / "o.lvc"])
+    assert code == 1 and err == f"vcodec: error: {path} has no video stream"
+
+
+def test_video_without_frames(capsys, tmp_path):
+    path = tmp_path / "empty.y4m"
+    path.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+    code, err = _err(capsys, ["encode", path, "-o", tmp_path / "o.lvc"])
+    assert code == 1 and "no video frames" in err and err.count("\n") == 0
+    assert not (tmp_path / "o.lvc").exists()
+
+
+def test_one_frame(tmp_path, sample_frames):
+    clip = write_clip(tmp_path / "one.mkv", [crop(sample_frames[0], 64, 64)])
+    vcodec.encode(clip, tmp_path / "one.lvc", progress=False)
+    r = vcodec.decode(tmp_path / "one.lvc", tmp_path / "one.y4m", device="cpu", verify=True, progress=False)
+    assert r.frames == 1
+
+
+def test_ten_bit_source_is_converted_with_a_warning(capsys, tmp_path):
+    path = tmp_path / "ten.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
+        img = np.full((48, 64, 3), 100, np.uint8)
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p10le")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    code, err = _err(capsys, ["encode", path, "-o", tmp_path / "o.lvc", "--quiet"])
+    assert code == 0 and "warning: ten.mkv: converting yuv420p10le to 8-bit yuv420p" in err
+
+
+def test_variable_frame_rate_keeps_every_frame(tmp_path, sample_frames):
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.time_base = Fraction(1, 1000)
+        for i, pts in enumerate([0, 40, 50, 120, 130]):
+            from vcodec.video import frame_to_av
+
+            f = frame_to_av(crop(sample_frames[i % len(sample_frames)], 64, 48))
+            f.pts, f.time_base = pts, Fraction(1, 1000)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    r = vcodec.encode(path, tmp_path / "vfr.lvc", progress=False)
+    assert r.frames == 5 and r.fps > 0
+    vcodec.decode(tmp_path / "vfr.lvc", tmp_path / "vfr.y4m", device="cpu", progress=False)
+    assert len(read_frames(tmp_path / "vfr.y4m")[0]) == 5
+
+
+def test_disk_full_during_write_leaves_nothing(capsys, tmp_path, small_stream, monkeypatch):
+    from vcodec import video
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(video.VideoWriter, "write", full)
+    code, err = _err(capsys, ["decode", small_stream, "-o", tmp_path / "out.y4m", "--quiet"])
+    assert code == 1 and "No space left on device" in err and err.count("\n") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_interrupted_encode_leaves_no_output(tmp_path):
+    out = tmp_path / "big.lvc"
+    proc = subprocess.Popen([sys.executable, "-m", "vcodec", "encode", str(SAMPLE), "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".big.*partial*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_4k_frame(tmp_path, sample_frames):
+    big = sample_frames[0]
+    frame = type(big)(np.tile(big.y, (8, 12))[:2160, :4096], np.tile(big.u, (8, 12))[:1080, :2048],
+                      np.tile(big.v, (8, 12))[:1080, :2048])
+    clip = write_clip(tmp_path / "4k.mkv", [frame])
+    r = vcodec.encode(clip, tmp_path / "4k.lvc", quality=2, progress=False)
+    assert (r.width, r.height) == (4096, 2160)
+    d = vcodec.decode(tmp_path / "4k.lvc", tmp_path / "4k.mkv", device="cpu", verify=True, progress=False)
+    assert d.frames == 1
