@@ -14,7 +14,7 @@ log-linearly, so one model covers a continuous rate range.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,46 @@ from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_t
 from vcodec.layers import GDN, conv, deconv
 
 PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
+# Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+@dataclass
+class LadderConfig:
+    """Base of model configs: the lambda of each quality index."""
+
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def initial_log_gains(lambdas: tuple[float, ...]) -> torch.Tensor:
+    """Gains start at sqrt(lambda / lambda_mid): the step size of a high-rate MSE quantizer."""
+    lam = torch.tensor(lambdas, dtype=torch.float64)
+    return (0.5 * torch.log(lam / lam[len(lam) // 2])).float()
+
+
+class RateLadder:
+    """Mixin for codecs with a quality ladder: `levels` and the (interpolated) lambda of a quality."""
+
+    config: LadderConfig
+    log_lambdas: torch.Tensor
+
+    def _register_ladder(self, lambdas: tuple[float, ...]) -> None:
+        self.register_buffer("log_lambdas", torch.log(torch.tensor(lambdas, dtype=torch.float32)))
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
+        """lambda for (fractional) quality q, interpolated log-linearly."""
+        return torch.exp(log_interp(self.log_lambdas, q))
 
 
 @dataclass

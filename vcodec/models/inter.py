@@ -15,35 +15,34 @@ index with the keyframe codec.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from vcodec.layers import conv
 from vcodec.models.flow import FlowNet, warp
-from vcodec.models.hyperprior import PAD, Latents, MeanScaleHyperprior, log_interp, pad_to
-from vcodec.models.keyframe import DEFAULT_LAMBDAS, initial_log_gains
+from vcodec.models.hyperprior import (
+    PAD,
+    LadderConfig,
+    Latents,
+    MeanScaleHyperprior,
+    RateLadder,
+    initial_log_gains,
+    pad_to,
+)
 
 FLOW_SCALE = 4.0  # the motion codec sees flow / FLOW_SCALE: keeps its input near unit range
 
 
 @dataclass
-class InterConfig:
+class InterConfig(LadderConfig):
     motion_n: int = 64
     motion_m: int = 96
     residual_n: int = 96
     residual_m: int = 128
     refine_width: int = 64
     flow_width: int = 32
-    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
-
-    @property
-    def levels(self) -> int:
-        return len(self.lambdas)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Refine(nn.Module):
@@ -69,7 +68,7 @@ class InterLatents:
     x_hat: torch.Tensor  # reconstruction, unclamped, padded size
 
 
-class InterCodec(nn.Module):
+class InterCodec(RateLadder, nn.Module):
     def __init__(self, config: InterConfig | None = None):
         super().__init__()
         self.config = config = config or InterConfig()
@@ -78,14 +77,7 @@ class InterCodec(nn.Module):
         self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init)
         self.refine = Refine(config.refine_width)
         self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init)
-        self.register_buffer("log_lambdas", torch.log(torch.tensor(config.lambdas, dtype=torch.float32)))
-
-    @property
-    def levels(self) -> int:
-        return self.config.levels
-
-    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
-        return torch.exp(log_interp(self.log_lambdas, q))
+        self._register_ladder(config.lambdas)
 
     def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄ from the reference and the decoded flow."""
