@@ -17,19 +17,19 @@ EXIT_USER, EXIT_STREAM, EXIT_DAMAGED, EXIT_INTERRUPTED = 1, 3, 4, 130
 
 
 def _version_text() -> str:
-    from vcodec.zoo import DEFAULT_KEYFRAME, load_keyframe
+    from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, inter_available, load_inter, load_keyframe
 
     lines = [f"vcodec {__version__}"]
-    try:
-        model = load_keyframe()
-        steps = model.meta.get("steps", "?")
-        lines.append(
-            f"  keyframe model: {DEFAULT_KEYFRAME.name} sha256 {model.sha256[:16]} "
-            f"quality 0-{model.model.levels - 1} ({steps} training steps)"
-        )
-    except UserError as exc:
-        lines.append(f"  keyframe model: unavailable ({exc})")
-    lines.append("  inter model: none (this version codes keyframes only)")
+    for role, path, load in (("keyframe", DEFAULT_KEYFRAME, load_keyframe), ("inter", DEFAULT_INTER, load_inter)):
+        if role == "inter" and not inter_available():
+            lines.append("  inter model: not shipped (P-frames need --inter-weights; default intra period 1)")
+            continue
+        try:
+            model = load()
+            lines.append(f"  {role} model: {path.name} sha256 {model.sha256[:16]} "
+                         f"quality 0-{model.model.levels - 1} ({model.meta.get('steps', '?')} training steps)")
+        except UserError as exc:
+            lines.append(f"  {role} model: unavailable ({exc})")
     return "\n".join(lines)
 
 
