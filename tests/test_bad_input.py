@@ -128,3 +128,28 @@ def test_4k_frame(tmp_path, sample_frames):
     assert (r.width, r.height) == (4096, 2160)
     d = vcodec.decode(tmp_path / "4k.lvc", tmp_path / "4k.mkv", device="cpu", verify=True, progress=False)
     assert d.frames == 1
+
+
+def test_rotation_metadata_is_carried(tmp_path, sample_frames):
+    from vcodec.video import frame_to_av
+
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for i in range(2):
+            f = frame_to_av(crop(sample_frames[i], 64, 48))
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    vcodec.encode(path, tmp_path / "phone.lvc", progress=False)
+    assert vcodec.info(tmp_path / "phone.lvc").header.rotation == 90
+    for ext in ("mp4", "mkv"):
+        vcodec.decode(tmp_path / "phone.lvc", tmp_path / f"out.{ext}", device="cpu", progress=False)
+        with av.open(str(tmp_path / f"out.{ext}")) as c:
+            assert next(c.decode(video=0)).rotation == 90
+    with pytest.warns(UserWarning, match="cannot carry"):
+        vcodec.decode(tmp_path / "phone.lvc", tmp_path / "out.y4m", device="cpu", progress=False)

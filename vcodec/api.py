@@ -135,6 +135,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             if not rows:
                 raise UserError(f"{input} contains no video frames")
             header.frame_count = len(rows)
+            header.rotation = info.rotation
             writer.close()
             f.seek(0)
             f.write(header.pack())
@@ -235,7 +236,8 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
             result.damage.append(f"index unusable ({reader.recovered}); GOPs rebuilt by scanning")
         last_good: YUVFrame | None = None
         with atomic_output(out) as tmp:
-            with VideoWriter(tmp, h.width, h.height, h.fps, color, crf, container_format=out.suffix) as writer, \
+            with VideoWriter(tmp, h.width, h.height, h.fps, color, crf, container_format=out.suffix,
+                             rotation=h.rotation) as writer, \
                     tqdm(total=end - start, desc="decode", unit="frame", disable=not progress, leave=False) as bar:
 
                 def emit(frame: YUVFrame) -> None:

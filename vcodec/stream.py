@@ -19,7 +19,8 @@ from typing import BinaryIO
 from vcodec.errors import StreamError
 
 MAGIC = b"\x89LVC\r\n\x1a\n"
-VERSION = (1, 0)  # (major, minor): a reader accepts its own major and any minor
+VERSION = (1, 1)  # (major, minor): a reader accepts its own major and any minor
+# Minor versions only append fields to the header body; readers ignore what they do not know.
 END_MAGIC = b"LVC-END!"
 PACKET_SYNC = b"PK"
 INDEX_SYNC = b"IX"
@@ -52,6 +53,7 @@ class StreamHeader:
     color_transfer: int = 2
     color_matrix: int = 2
     color_range: int = 0
+    rotation: int = 0  # display rotation in degrees (counter-clockwise), from the source (1.1+)
     version: tuple[int, int] = VERSION
 
     def pack(self) -> bytes:
@@ -63,6 +65,7 @@ class StreamHeader:
         body += struct.pack("<B", len(self.models))
         for role, digest in self.models:
             body += struct.pack("<B32s", role, digest)
+        body += struct.pack("<h", self.rotation)
         head = MAGIC + struct.pack("<HHI", *self.version, len(body)) + body
         return head + struct.pack("<I", zlib.crc32(head))
 
@@ -90,6 +93,8 @@ class StreamHeader:
             models = [
                 struct.unpack_from("<B32s", body, _HEADER_FIXED.size + 1 + 33 * i) for i in range(n_models)
             ]
+            rest = _HEADER_FIXED.size + 1 + 33 * n_models
+            (rotation,) = struct.unpack_from("<h", body, rest) if minor >= 1 else (0,)
         except struct.error:
             raise StreamError("header corrupted (fields do not fit its length)") from None
         w, h, fn, fd, count, pix, prim, trc, mat, rng, period, qcode, coder_id = fields
@@ -97,8 +102,10 @@ class StreamHeader:
             raise StreamError(f"header corrupted: implausible size {w}x{h} or frame rate {fn}/{fd}")
         if pix not in PIXEL_FORMATS:
             raise StreamError(f"unsupported pixel format code {pix}")
+        if rotation % 90 or not -360 < rotation < 360:
+            raise StreamError(f"header corrupted: rotation {rotation} is not a multiple of 90 degrees")
         return cls(w, h, Fraction(fn, fd), count, period, qcode / 1000, coder_id, list(models), pix,
-                   prim, trc, mat, rng, (major, minor))
+                   prim, trc, mat, rng, rotation, (major, minor))
 
 
 def quality_code(quality: float) -> int:

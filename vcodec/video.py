@@ -45,6 +45,7 @@ class VideoInfo:
     frame_count: int | None  # container's claim; None when unknown
     color: ColorInfo = field(default_factory=ColorInfo)
     source_format: str = "yuv420p"
+    rotation: int = 0  # display rotation (degrees, counter-clockwise); known once the first frame is read
 
 
 def _plane_array(plane, width: int, height: int) -> np.ndarray:
@@ -116,7 +117,9 @@ class VideoReader:
     def __iter__(self) -> Iterator[YUVFrame]:
         warned = False
         try:
-            for frame in self._container.decode(self._stream):
+            for index, frame in enumerate(self._container.decode(self._stream)):
+                if index == 0:
+                    self.info.rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
                 if frame.format.name != "yuv420p" and not warned:
                     warnings.warn(
                         f"{self.path.name}: converting {frame.format.name} to 8-bit yuv420p", stacklevel=2
@@ -171,7 +174,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: Fraction,
-                 color: ColorInfo | None = None, crf: int | None = None, container_format: str | None = None):
+                 color: ColorInfo | None = None, crf: int | None = None, container_format: str | None = None,
+                 rotation: int = 0):
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.color = color or ColorInfo()
@@ -184,6 +188,9 @@ class VideoWriter:
         self._y4m = None
         self._container = None
         if ext == ".y4m":
+            if rotation:
+                warnings.warn(f"Y4M cannot carry the {rotation} degree display rotation: write .mkv or .mp4 "
+                              "to keep it", stacklevel=2)
             self._y4m = open(self.path, "wb")
             self._y4m.write(
                 f"YUV4MPEG2 W{width} H{height} F{self.fps.numerator}:{self.fps.denominator} "
@@ -199,6 +206,8 @@ class VideoWriter:
         ctx = self._stream.codec_context
         ctx.color_primaries, ctx.color_trc = self.color.primaries, self.color.transfer
         ctx.colorspace, ctx.color_range = self.color.matrix, self.color.range
+        if rotation:
+            self._stream.set_display_rotation(rotation)
         if ext == ".mp4":
             self._stream.options = {"qp": "0"} if crf is None else {"crf": str(crf)}
             self._stream.options["preset"] = "medium" if crf is not None else "veryfast"
