@@ -153,3 +153,14 @@ def test_rotation_metadata_is_carried(tmp_path, sample_frames):
             assert next(c.decode(video=0)).rotation == 90
     with pytest.warns(UserWarning, match="cannot carry"):
         vcodec.decode(tmp_path / "phone.lvc", tmp_path / "out.y4m", device="cpu", progress=False)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_input(capsys, tmp_path, small_clip):
+    import shutil
+
+    locked = tmp_path / "locked.mkv"
+    shutil.copy(small_clip, locked)
+    locked.chmod(0)
+    code, err = _err(capsys, ["encode", locked, "-o", tmp_path / "o.lvc"])
+    assert code == 1 and "cannot read" in err

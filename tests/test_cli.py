@@ -121,3 +121,8 @@ def test_tampered_weights_are_refused(capsys, tmp_path, small_clip):
     _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "integrity check")
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "cannot load")
+
+
+def test_directory_as_input(capsys, tmp_path):
+    _assert_user_error(capsys, ["encode", tmp_path, "-o", tmp_path / "o.lvc"], "is a directory")
+    _assert_user_error(capsys, ["decode", tmp_path, "-o", tmp_path / "o.y4m"], "cannot open", code=3)
