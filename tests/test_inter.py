@@ -87,6 +87,38 @@ def test_inter_entropy_parameters_are_exact(inter_weights):
 
     model = load_inter(inter_weights).model
     z = torch.randint(-3, 4, (1, 16, 2, 3)).double()
+    threads = torch.get_num_threads()
     for sub in (model.motion, model.residual):
         exact = ExactHyperSynthesis(sub.h_s)
-        assert torch.equal(exact(z * (1 + 1e-5 * torch.randn(z.shape))), exact(z))
+        reference = exact(z)
+        assert torch.equal(exact(z * (1 + 1e-5 * torch.randn(z.shape))), reference)
+        assert torch.equal(exact(z.float()), reference)
+        try:
+            torch.set_num_threads(1)
+            assert torch.equal(exact(z), reference)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def test_p_frame_symbols_identical_with_one_and_two_threads(tmp_path, gop_clip, inter_weights):
+    from vcodec.codec import unpack_substreams
+    from vcodec.stream import FRAME_P, StreamReader
+    from vcodec.zoo import load_inter
+
+    stream = tmp_path / "p.lvc"
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=inter_weights, progress=False, frames=3)
+    model = load_inter(inter_weights).model
+    threads = torch.get_num_threads()
+    with StreamReader(stream) as r:
+        packets = [p for p in r.packets() if p.frame_type == FRAME_P]
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            parts = [unpack_substreams(p.payload, 4, p.frame_index) for p in packets]
+            results.append([(model.motion.decompress_latents(a, b, 32, 48),
+                             model.residual.decompress_latents(c, d, 32, 48)) for a, b, c, d in parts])
+    finally:
+        torch.set_num_threads(threads)
+    for (m1, r1), (m2, r2) in zip(*results):
+        assert torch.equal(m1, m2) and torch.equal(r1, r2)
