@@ -126,3 +126,19 @@ def test_tampered_weights_are_refused(capsys, tmp_path, small_clip):
 def test_directory_as_input(capsys, tmp_path):
     _assert_user_error(capsys, ["encode", tmp_path, "-o", tmp_path / "o.lvc"], "is a directory")
     _assert_user_error(capsys, ["decode", tmp_path, "-o", tmp_path / "o.y4m"], "cannot open", code=3)
+
+
+def test_batch_encode_of_a_folder(capsys, tmp_path, small_clip):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(small_clip, folder / "a.mkv")
+    shutil.copy(small_clip, folder / "b.mkv")
+    (folder / "notes.txt").write_text("not a video, not picked up")
+    code, out, err = run(capsys, "encode", folder, "-o", tmp_path / "out", "--quiet", "-j", "2")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.lvc", "b.lvc"]
+    (folder / "c.mkv").write_text("broken")
+    code, out, err = run(capsys, "encode", folder, "-o", tmp_path / "out2", "--quiet")
+    assert code == 1 and "c.mkv" in err and len(list((tmp_path / "out2").iterdir())) == 2

@@ -7,6 +7,7 @@ User errors print one line on stderr and exit non-zero (1: bad input or option,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -38,9 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="show version and shipped models")
     sub = p.add_subparsers(dest="command")
 
-    e = sub.add_parser("encode", help="encode a video file to a .lvc stream")
-    e.add_argument("input")
-    e.add_argument("-o", "--output", required=True, help="output .lvc file")
+    e = sub.add_parser("encode", help="encode video files to .lvc streams")
+    e.add_argument("input", nargs="+", help="a video file; several files or folders encode in parallel")
+    e.add_argument("-o", "--output", required=True, help="output .lvc file (a directory for several inputs)")
+    e.add_argument("-j", "--jobs", type=int, help="parallel encodes for several inputs (default: one per core)")
     e.add_argument("-q", "--quality", type=float, help="quality index (higher = more bits), default 4")
     e.add_argument("-b", "--bitrate", type=float, help="target bitrate in kbps (rate control picks the quality)")
     e.add_argument("--intra-period", type=int, help="frames per GOP: 1 = all-intra, 0 = first frame only "
@@ -92,13 +94,25 @@ def _run(args: argparse.Namespace) -> int:
     from vcodec import api
 
     if args.command == "encode":
-        r = api.encode(args.input, args.output, args.quality, args.intra_period, args.frames, args.weights,
-                       args.device, progress=not args.quiet, bitrate=args.bitrate, inter_weights=args.inter_weights)
-        if not args.quiet:
-            m = r.metrics
-            print(f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.bytes} bytes, "
-                  f"{r.bpp:.4f} bpp, {r.kbps:.1f} kbps, PSNR-YUV {m['psnr_yuv']:.2f} dB, "
-                  f"{r.frames / r.seconds:.2f} frames/s")
+        options = dict(quality=args.quality, intra_period=args.intra_period, frames=args.frames, weights=args.weights,
+                       device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights)
+        if len(args.input) == 1 and not os.path.isdir(args.input[0]):
+            results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
+                        None)]
+        else:
+            from vcodec.batch import encode_many
+
+            results = encode_many(args.input, args.output, args.jobs, progress=not args.quiet, **options)
+        for _, r, error in results:
+            if error is not None:
+                print(f"vcodec: error: {error}", file=sys.stderr)
+            elif not args.quiet:
+                m = r.metrics
+                print(f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.bytes} bytes, "
+                      f"{r.bpp:.4f} bpp, {r.kbps:.1f} kbps, PSNR-YUV {m['psnr_yuv']:.2f} dB, "
+                      f"{r.frames / r.seconds:.2f} frames/s")
+        if any(error for _, _, error in results):
+            return EXIT_USER
     elif args.command == "decode":
         r = api.decode(args.input, args.output, args.device, args.start, args.frames, args.crf, args.verify,
                        args.weights, progress=not args.quiet, inter_weights=args.inter_weights,
