@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from vcodec import __version__
 from vcodec.errors import StreamError, UserError
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
 
     c = sub.add_parser("compare", help="rate-distortion comparison against H.264/H.265 on your clip")
-    c.add_argument("input")
+    c.add_argument("input", nargs="+", help="a video; several videos or folders are compared one by one "
+                   "(results in OUT/<name>/) and their BD-rates averaged")
     c.add_argument("--qualities", type=float, nargs="+", help="vcodec quality indices (default 0..7)")
     c.add_argument("--anchors", default="x264", help="comma-separated anchors: x264,x265 (default x264)")
     c.add_argument("--intra-period", type=int, help="GOP length for every codec (default 32 with inter "
@@ -135,13 +137,26 @@ def _run(args: argparse.Namespace) -> int:
                 at = float(at)
             except ValueError:
                 raise UserError("--at-bitrate takes a number of kbps or 'source'") from None
-        r = run_compare(args.input, args.out, args.qualities, anchors, args.intra_period, args.frames,
-                        args.preset, args.weights, progress=not args.quiet, at_bitrate=at,
-                        inter_weights=args.inter_weights)
-        print(format_table(r))
-        print(r.sentence())
-        extra = f", {args.out}/side_by_side.png" if r.equal_bitrate else ""
-        print(f"wrote {args.out}/results.json, {args.out}/results.csv, {args.out}/rd.png{extra}")
+        from vcodec.batch import expand_inputs
+
+        paths = expand_inputs(args.input) if len(args.input) > 1 or os.path.isdir(args.input[0]) else \
+            [args.input[0]]
+        results = []
+        for path in paths:
+            out = args.out if len(paths) == 1 else os.path.join(args.out, Path(path).stem)
+            r = run_compare(path, out, args.qualities, anchors, args.intra_period, args.frames, args.preset,
+                            args.weights, progress=not args.quiet, at_bitrate=at, inter_weights=args.inter_weights)
+            results.append(r)
+            print(format_table(r))
+            print(r.sentence())
+            extra = f", {out}/side_by_side.png" if r.equal_bitrate else ""
+            print(f"wrote {out}/results.json, {out}/results.csv, {out}/rd.png{extra}")
+        if len(results) > 1:
+            for name in anchors:
+                values = [r.bd[name]["bd_rate_psnr_yuv"] for r in results if r.bd[name]["bd_rate_psnr_yuv"] is not None]
+                label = results[0].codecs[name]["label"]
+                mean = f"{sum(values) / len(values):+.1f}%" if values else "n/a"
+                print(f"mean BD-rate (PSNR-YUV) vs {label} over {len(values)} of {len(results)} clips: {mean}")
     elif args.command == "info":
         s = api.info(args.input)
         h = s.header
