@@ -158,6 +158,18 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
             lines.append(f"| {s['size']} | {s['frames']} | {s['encode_fps']:.2f} | {s['decode_fps']:.2f} |")
         lines += ["", "Median of 3 runs of the whole-file API (`vcodec.encode` / `vcodec.decode` to .y4m), "
                   "quality 4, including file I/O and the decoder's model load.", ""]
+    bench = plots / "bench.json"
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        lines += ["## Speed and memory (`tools/bench.py`)", "", f"Machine: {b['machine']}.", "",
+                  "| frame size | device | threads | frames | encode frames/s | decode frames/s | peak RSS MiB |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in b["results"]:
+            lines.append(f"| {r['size']} | {r['device']} | {r['threads']} | {r['frames']} | {r['encode_fps']:.2f} | "
+                         f"{r['decode_fps']:.2f} | {r['peak_rss_mib']:.0f} |")
+        lines += ["", "Frame-level encoder and decoder on frames in memory (no file I/O), quality 4, median of "
+                  "repeated runs after a warm-up; each configuration in its own process. Reproduce with "
+                  "`python tools/bench.py --json docs/results/bench.json`.", ""]
     lines += ["## Reproduce", "", "```bash",
               f"python tools/eval_rd.py --frames {report['frames']}" + (" --speed" if "speed" in report else ""),
               "```", ""]

@@ -119,7 +119,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
         header = _header(info.width, info.height, info.fps, info.color, intra_period, quality, model, inter)
         rate = None
         if bitrate is not None:
-            rate = RateController(bitrate, info.fps, model.model.levels, 8 * (len(header.pack()) + 16 + 10))
+            container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
+            rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
