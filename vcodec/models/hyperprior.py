@@ -142,11 +142,11 @@ class MeanScaleHyperprior(nn.Module):
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
         x_hat = self.g_s(y_hat * self.inverse_gain(q))
-        return {
-            "x_hat": x_hat,
-            "y_likelihood": gaussian_likelihood(y_noisy, means, scales),
-            "z_likelihood": self.z_prior.likelihood(z_noisy),
-        }
+        # Likelihoods in float32 even under bf16 autocast: tail probabilities need the precision.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y_likelihood = gaussian_likelihood(y_noisy.float(), means.float(), scales.float())
+            z_likelihood = self.z_prior.likelihood(z_noisy.float())
+        return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
     # ------------------------------------------------------------------- coding
     def update_tables(self) -> None:
