@@ -124,7 +124,7 @@ def test_tampered_weights_are_refused(capsys, tmp_path, small_clip):
 
 
 def test_directory_as_input(capsys, tmp_path):
-    _assert_user_error(capsys, ["encode", tmp_path, "-o", tmp_path / "o.lvc"], "is a directory")
+    _assert_user_error(capsys, ["encode", tmp_path, "-o", tmp_path / "o"], "no input videos found")
     _assert_user_error(capsys, ["decode", tmp_path, "-o", tmp_path / "o.y4m"], "cannot open", code=3)
 
 

@@ -252,8 +252,7 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
                         if offset is None:
                             raise StreamError(f"frames {first}-{stop - 1}: no intact keyframe")
                         decoder.reference = None
-                        for packet in reader.packets(offset, min(stop, end), next_offset):
-                            frame = decoder.decode(packet)
+                        for packet, frame in decoder.decode_all(reader.packets(offset, min(stop, end), next_offset)):
                             if verify and frame_hash(frame.tobytes()) != packet.recon_hash:
                                 raise StreamError(f"frame {packet.frame_index}: decoded frame differs from the "
                                                   "encoder's reconstruction (hash mismatch)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -129,21 +131,53 @@ class FrameDecoder:
         self.half_w, self.half_h = chroma_size(width, height)
         self.reference: torch.Tensor | None = None
 
-    def decode(self, packet: Packet) -> YUVFrame:
+    def parse(self, packet: Packet) -> list[torch.Tensor]:
+        """Entropy-decode a packet's latents. Independent of other frames, so it can run ahead of
+        `reconstruct` (in another thread) while the previous frame is being synthesized."""
         parts = unpack_substreams(packet.payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
         try:
             if packet.frame_type == FRAME_I:
-                y_hat = self.keyframe.decompress_latents(parts[0], parts[1], self.half_h, self.half_w)
-                x_hat = self.keyframe.synthesize(y_hat.to(self.device), packet.quality, self.half_h, self.half_w)
-            else:
-                if self.inter is None:
-                    raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
-                if self.reference is None:
-                    raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
-                x_hat = self.inter.decompress(*parts, self.reference, packet.quality).clamp(0, 1)
+                return [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h, self.half_w)]
+            if self.inter is None:
+                raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
+            return list(self.inter.parse(*parts, self.half_h, self.half_w))
         except EntropyDecodeError as exc:
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
+
+    def reconstruct(self, packet: Packet, latents: list[torch.Tensor]) -> YUVFrame:
+        """Synthesize the frame from parsed latents (and, for P-frames, the previous frame)."""
+        if packet.frame_type == FRAME_I:
+            x_hat = self.keyframe.synthesize(latents[0].to(self.device), packet.quality, self.half_h, self.half_w)
+        else:
+            assert self.inter is not None
+            if self.reference is None:
+                raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
+            x_hat = self.inter.reconstruct(*latents, self.reference, packet.quality).clamp(0, 1)
         frame = tensor_to_frame(x_hat, self.width, self.height)
         if self.inter is not None:
             self.reference = frame_to_tensor(frame).to(self.device)
         return frame
+
+    def decode(self, packet: Packet) -> YUVFrame:
+        return self.reconstruct(packet, self.parse(packet))
+
+    def decode_all(self, packets) -> Iterator[tuple[Packet, YUVFrame]]:
+        """Decode packets in order, parsing packet t+1 in a helper thread while frame t is synthesized."""
+        packets = iter(packets)
+        with ThreadPoolExecutor(1) as pool:
+            pending: tuple[Packet, Future] | None = None
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except StreamError:  # a damaged next packet must not cost the frame before it
+                    if pending is not None:
+                        yield pending[0], self.reconstruct(pending[0], pending[1].result())
+                    raise
+                ahead = (packet, pool.submit(self.parse, packet))
+                if pending is not None:
+                    yield pending[0], self.reconstruct(pending[0], pending[1].result())
+                pending = ahead
+            if pending is not None:
+                yield pending[0], self.reconstruct(pending[0], pending[1].result())

@@ -126,13 +126,24 @@ class InterCodec(RateLadder, nn.Module):
         return self.predict(refp, flow_hat)
 
     @torch.inference_mode()
+    def parse(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
+              height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entropy-decode both sub-codecs' latents; needs no reference, so it can run ahead."""
+        return (self.motion.decompress_latents(motion_z, motion_y, height, width),
+                self.residual.decompress_latents(residual_z, residual_y, height, width))
+
+    @torch.inference_mode()
+    def reconstruct(self, motion_y_hat: torch.Tensor, residual_y_hat: torch.Tensor, ref: torch.Tensor,
+                    quality: float) -> torch.Tensor:
+        """Parsed latents + reference -> reconstruction (unclamped), the size of ref."""
+        h, w = ref.shape[-2:]
+        refp = pad_to(ref, PAD)
+        pred = self._prediction(motion_y_hat.to(ref.device), refp, quality)
+        x_hat = pred + self.residual.synthesize(residual_y_hat.to(ref.device), quality, *pred.shape[-2:])
+        return x_hat[:, :, :h, :w]
+
     def decompress(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
                    ref: torch.Tensor, quality: float) -> torch.Tensor:
         """Substreams + reference -> reconstruction (unclamped), the size of ref."""
-        h, w = ref.shape[-2:]
-        refp = pad_to(ref, PAD)
-        motion_y_hat = self.motion.decompress_latents(motion_z, motion_y, h, w).to(ref.device)
-        pred = self._prediction(motion_y_hat, refp, quality)
-        residual_y_hat = self.residual.decompress_latents(residual_z, residual_y, h, w).to(ref.device)
-        x_hat = pred + self.residual.synthesize(residual_y_hat, quality, *pred.shape[-2:])
-        return x_hat[:, :, :h, :w]
+        parsed = self.parse(motion_z, motion_y, residual_z, residual_y, *ref.shape[-2:])
+        return self.reconstruct(*parsed, ref, quality)
