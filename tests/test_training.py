@@ -117,3 +117,23 @@ def test_inter_stages_train_and_export(tmp_path, stage):
     log = (tmp_path / "run" / "checkpoint.pt")
     assert torch.load(log, weights_only=True)["step"] == 2
     assert load_inter(out).meta["steps"] == 2
+
+
+def test_validation_codes_real_bytes_and_plots(tmp_path, tiny_config):
+    cfg = tmp_path / "val.toml"
+    cfg.write_text(tiny_config.read_text() + f"""
+[validation]
+videos = ["{REPO / 'data' / 'sample.mp4'}"]
+frames = 1
+crop = 64
+qualities = [1, 6]
+every_steps = 1
+""")
+    train_main([str(cfg), "--run-dir", str(tmp_path / "v"), "--steps", "2", "--quiet"])
+    rows = (tmp_path / "v" / "val.csv").read_text().splitlines()
+    assert rows[0] == "step,quality,bpp,psnr_yuv" and len(rows) == 1 + 2 * 2
+    assert all(float(r.split(",")[2]) > 0 for r in rows[1:])
+    from tools.plot_training import main as plot_main
+
+    plot_main([str(tmp_path / "v")])
+    assert (tmp_path / "v" / "training.png").read_bytes()[:4] == b"\x89PNG"

@@ -26,8 +26,11 @@ def to_uint8_tensor(frame: YUVFrame) -> torch.Tensor:
     return (frame_to_tensor(frame)[0] * 255).round().to(torch.uint8)
 
 
-def list_files(root: str | os.PathLike, suffixes: set[str]) -> list[Path]:
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in suffixes)
+def list_files(root: str | os.PathLike, suffixes: set[str], exclude=()) -> list[Path]:
+    """A file itself, or the files below a folder with these suffixes, minus those whose stem is excluded."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    return [p for p in files if p.stem not in set(exclude)]
 
 
 def load_images(root: str | os.PathLike, min_size: int) -> list[torch.Tensor]:
@@ -39,19 +42,19 @@ def load_images(root: str | os.PathLike, min_size: int) -> list[torch.Tensor]:
     return out
 
 
-def load_video_frames(root: str | os.PathLike, min_size: int, stride: int = 1) -> list[torch.Tensor]:
+def load_video_frames(root: str | os.PathLike, min_size: int, stride: int = 1, exclude=()) -> list[torch.Tensor]:
     out = []
-    for path in tqdm(list_files(root, VIDEO_SUFFIXES), desc=f"clips {Path(root).name}", leave=False):
+    for path in tqdm(list_files(root, VIDEO_SUFFIXES, exclude), desc=f"clips {Path(root).name}", leave=False):
         frames, info = read_frames(path)
         if min(info.width, info.height) >= min_size:
             out.extend(to_uint8_tensor(f) for f in frames[::stride])
     return out
 
 
-def load_clips(root: str | os.PathLike, min_size: int) -> list[torch.Tensor]:
+def load_clips(root: str | os.PathLike, min_size: int, exclude=()) -> list[torch.Tensor]:
     """Each clip as one (T, 6, h, w) uint8 tensor, for training on frame sequences."""
     out = []
-    for path in tqdm(list_files(root, VIDEO_SUFFIXES), desc=f"clips {Path(root).name}", leave=False):
+    for path in tqdm(list_files(root, VIDEO_SUFFIXES, exclude), desc=f"clips {Path(root).name}", leave=False):
         frames, info = read_frames(path)
         if min(info.width, info.height) >= min_size and len(frames) > 1:
             out.append(torch.stack([to_uint8_tensor(f) for f in frames]))

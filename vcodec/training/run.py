@@ -26,6 +26,7 @@ from vcodec.training.data import CropSampler, load_clips, load_images, load_vide
 from vcodec.training.inter import flow_loss, inter_loss
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
+from vcodec.training.validate import KeyframeValidator
 from vcodec.zoo import load_keyframe, save_weights
 
 STAGES = ("keyframe", "flow", "inter", "inter_multi")
@@ -118,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         for root in data_cfg.get("images", []):
             pool += load_images(root, crop)
         for root in data_cfg.get("videos", []):
-            pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)))
+            pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)),
+                                      exclude=data_cfg.get("exclude", ()))
     else:
         for root in data_cfg.get("videos", []):
-            pool += load_clips(root, crop)
+            pool += load_clips(root, crop, exclude=data_cfg.get("exclude", ()))
     if rank == 0:
         print(f"{stage} training pool: {len(pool)} items; {world} process(es) on {device}", file=sys.stderr)
     sampler = CropSampler(pool, crop, seed, rank)
@@ -149,9 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return losses(step)
 
+    validate, val_cfg = None, cfg.get("validation", {})
+    if stage == "keyframe" and val_cfg.get("videos") and rank == 0:
+        validator = KeyframeValidator(val_cfg["videos"], int(val_cfg.get("frames", 2)), int(val_cfg.get("crop", 256)),
+                                      tuple(val_cfg.get("qualities", (1, 4, 7))))
+
+        def validate(step: int) -> None:
+            validator(model, trainer.ema, step, run_dir)
+
     steps = args.steps or schedule.total_steps
     t0 = time.time()
-    trainer.run(step_fn, steps, args.minutes, progress=not args.quiet)
+    trainer.run(step_fn, steps, args.minutes, progress=not args.quiet, validate=validate,
+                validate_every=int(val_cfg.get("every_steps", 0)))
     if world > 1:
         (run_dir / f"replica_{rank}.sha256").write_text(parameter_digest(model))
         dist.barrier()

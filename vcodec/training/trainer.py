@@ -125,8 +125,12 @@ class Trainer:
         return stop
 
     def run(self, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
-            steps: int, minutes: float | None = None, log_every: int = 50, progress: bool = True) -> None:
-        """Train until `steps` total steps, `minutes` of wall time, or SIGINT/SIGTERM."""
+            steps: int, minutes: float | None = None, log_every: int = 50, progress: bool = True,
+            validate: Callable[[int], None] | None = None, validate_every: int = 0) -> None:
+        """Train until `steps` total steps, `minutes` of wall time, or SIGINT/SIGTERM.
+
+        `validate(step)` runs on rank 0 every `validate_every` steps (not counted as training time).
+        """
         old = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         log_path = self.run_dir / ("log.csv" if self.rank == 0 else f"log_rank{self.rank}.csv")
         new_log = not log_path.exists()
@@ -170,6 +174,9 @@ class Trainer:
                         log_file.flush()
                         bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()})
                         sums, count = {}, 0
+                    if validate is not None and validate_every and self.step % validate_every == 0 \
+                            and self.rank == 0:
+                        validate(self.step)
                     if time.time() - last_ckpt > self.checkpoint_seconds:
                         self.save()
                         last_ckpt = time.time()
