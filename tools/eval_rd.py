@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vcodec  # noqa: E402
 from vcodec.compare import Comparison, anchor_codec, bd_entry, plot_rd, vcodec_codec  # noqa: E402
 from vcodec.video import VideoWriter, frame_from_av, frame_to_av, read_frames  # noqa: E402
-from vcodec.zoo import inter_available, load_inter, load_keyframe  # noqa: E402
+from vcodec.zoo import DEFAULT_KEYFRAME, inter_available, load_inter, load_keyframe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO.parent / "shared" / "data" / "video" / "eval"
@@ -241,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         report["speed"] = [speed(SAMPLE, 10, None), speed(args.clips[0], 4, (1280, 720))]
     (plots / "rd.json").write_text(json.dumps(report, indent=2))
     write_markdown(report, args.out, plots)
+    manifest = DEFAULT_KEYFRAME.with_suffix(".json")
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if data.get("sha256") == model.sha256:
+            data["eval"] = {"clips": list(report["clips"]), "frames_per_clip": args.frames,
+                            "mean_bd_rate_psnr_yuv": report["average"], "results": "docs/RESULTS.md"}
+            manifest.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps(report["average"], indent=2))
     return 0
 

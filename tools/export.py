@@ -1,4 +1,7 @@
-"""Export a training checkpoint's EMA weights in shipped form (fp16 + coding tables).
+"""Export a training checkpoint's EMA weights in shipped form (fp16 + coding tables) plus a manifest.
+
+The manifest (same name, .json) records the file's sha256, steps, CPU hours and config;
+tools/eval_rd.py adds its evaluation figures to it when they were measured on these weights.
 
     python tools/export.py configs/keyframe.toml runs/keyframe/checkpoint.pt vcodec/weights/keyframe.pt
 """
@@ -34,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"config": cfg, "steps": int(state["step"]), "cpu_hours": round(float(state["elapsed"]) / 3600, 3)}
     meta.update(json.loads(args.meta))
     digest = save_weights(args.output, model.eval(), meta)
+    manifest = {"weights": args.output.name, "sha256": digest, "bytes": args.output.stat().st_size,
+                "role": "keyframe" if cfg.get("stage", "keyframe") == "keyframe" else "inter", **meta}
+    args.output.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps({"output": str(args.output), "sha256": digest, "steps": meta["steps"],
                       "bytes": args.output.stat().st_size}))
     return 0
