@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=2)
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write the report here (stdout may carry build messages)")
     args = ap.parse_args(argv)
     symbols, ids, tables = real_symbols(args.video, args.frames, args.quality)
     n = symbols.numel()
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["encode_with_cdf_Msym_s"] = n / (r["encode_s"] + r["cdf_build_s"]) / 1e6
                 r["decode_with_cdf_Msym_s"] = n / (r["decode_s"] + r["cdf_build_s"]) / 1e6
     print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 
