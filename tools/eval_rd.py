@@ -92,8 +92,7 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
               "- no inter weights are shipped yet, so vcodec codes every frame as a keyframe (all-intra) and its "
               "curve is the same in every intra-period section"),
              "- the anchors use keyint = the intra period, no B-frames, no scene-cut keyframes, and otherwise the "
-             "encoder's defaults for the preset (x264/x265 psychovisual tuning stays on; no `--tune psnr`), which "
-             "is why x264 veryslow can score below medium in PSNR.", ""]
+             "encoder's defaults for the preset (x264/x265 psychovisual tuning stays on; no `--tune psnr`).", ""]
     lines += ["## vcodec per quality index (all-intra)", "",
               "| clip | " + " | ".join(f"q{q:g}" for q in report["qualities"]) + " |",
               "| --- |" + " --- |" * len(report["qualities"])]
