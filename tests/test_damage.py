@@ -48,3 +48,21 @@ def test_cli_exit_status_for_damage(capsys, tmp_path, small_stream):
     err = capsys.readouterr().err
     assert code == 4 and "damaged: index unusable" in err
     assert len(read_frames(tmp_path / "o.y4m")[0]) == 4
+
+
+def test_pipelined_decoder_keeps_frames_before_damage(tmp_path, small_stream):
+    """With a core free, the decoder parses ahead; damage in frame t+1 must not cost frame t."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        start, _ = _sections(small_stream)["packet3"]
+        cut = tmp_path / "cut.lvc"
+        cut.write_bytes(small_stream.read_bytes()[: start + 10])
+        r = vcodec.decode(cut, tmp_path / "out.y4m", device="cpu", progress=False, skip_damaged=True)
+        assert r.frames == 4 and r.lost_frames == [3]
+        full = vcodec.decode(small_stream, tmp_path / "full.y4m", device="cpu", progress=False, verify=True)
+        assert full.frames == 4
+    finally:
+        torch.set_num_threads(threads)

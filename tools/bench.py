@@ -1,4 +1,5 @@
-"""Speed and memory benchmark: encode/decode frames/s and peak memory per frame size and thread count.
+"""Speed and memory benchmark: encode/decode frames/s and peak memory per frame size and thread count,
+plus entropy-coding symbols/s each way.
 
     python tools/bench.py [--sizes 352x288 1280x720 1920x1080] [--threads 1 2] [--frames 4] [--repeats 3]
                           [--device cpu] [--json out.json]
@@ -6,7 +7,9 @@
 Each configuration runs in a fresh process (so peak RSS is its own): frames are
 cut from data/sample.mp4 and rescaled, one warm-up pass, then `repeats` timed
 passes of the frame-level encoder and decoder (no file I/O); the median and the
-range are reported. Peak memory is the process's maximum resident set size.
+range are reported. Decoding is timed as the CLI runs it (the next frame parsed
+in a helper thread while the current one is synthesized, when a core is free for
+it) and strictly one frame after another. Peak memory is the process's maximum resident set size.
 """
 
 from __future__ import annotations
@@ -47,13 +50,17 @@ def child(size: str, threads: int, frames: int, repeats: int, device: str) -> di
         enc = FrameEncoder(model, 4.0, dev)
         return [enc.encode(f, i).packet for i, f in enumerate(clip)]
 
-    def run_decode(packets):
+    def run_decode(packets):  # as the CLI decodes (pipelined when a core is free for it)
+        dec = FrameDecoder(model, width, height, dev)
+        return list(dec.decode_all(packets))
+
+    def run_decode_sequential(packets):
         dec = FrameDecoder(model, width, height, dev)
         return [dec.decode(p) for p in packets]
 
     packets = run_encode()
     run_decode(packets)
-    enc_t, dec_t = [], []
+    enc_t, dec_t, seq_t = [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
         packets = run_encode()
@@ -63,11 +70,17 @@ def child(size: str, threads: int, frames: int, repeats: int, device: str) -> di
         run_decode(packets)
         sync()
         dec_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        run_decode_sequential(packets)
+        sync()
+        seq_t.append(time.perf_counter() - t)
     return {"size": size, "threads": threads, "device": device, "frames": len(clip),
+            "pipelined": FrameDecoder(model, width, height, dev).pipelined(),
             "encode_fps": len(clip) / statistics.median(enc_t),
             "encode_fps_range": [len(clip) / max(enc_t), len(clip) / min(enc_t)],
             "decode_fps": len(clip) / statistics.median(dec_t),
             "decode_fps_range": [len(clip) / max(dec_t), len(clip) / min(dec_t)],
+            "decode_sequential_fps": len(clip) / statistics.median(seq_t),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-entropy", dest="entropy", action="store_false", help="skip the entropy-coder timing")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -108,8 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             results.append(json.loads(out.strip().splitlines()[-1]))
             r = results[-1]
             print(f"{size:>10s} {args.device} {threads} thr: encode {r['encode_fps']:.2f} fps, decode "
-                  f"{r['decode_fps']:.2f} fps, peak {r['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"{r['decode_fps']:.2f} fps (sequential {r['decode_sequential_fps']:.2f}), "
+                  f"peak {r['peak_rss_mib']:.0f} MiB", flush=True)
     report = {"machine": machine(), "results": results}
+    if args.entropy:
+        from tools.bench_entropy import bench_constriction, real_symbols
+
+        symbols, ids, tables = real_symbols(REPO / "data" / "sample.mp4", 2, 4.0)
+        r = bench_constriction(symbols, ids, tables, args.repeats)
+        report["entropy"] = {"symbols": symbols.numel(), "encode_Msym_s": symbols.numel() / r["encode_s"] / 1e6,
+                             "decode_Msym_s": symbols.numel() / r["decode_s"] / 1e6}
+        print(f"entropy coding: {report['entropy']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0
