@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vcodec.errors import UserError
-from vcodec.training.data import VIDEO_SUFFIXES
+from vcodec.video import VIDEO_SUFFIXES
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

@@ -93,8 +93,9 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
         point = {"quality": q, **measure(source, decoded, stream.stat().st_size * 8, fps, per_frame=True)}
+        packets = api.info(stream).packets
         for kind in ("I", "P"):
-            sizes = [p["bytes"] for p in api.info(stream).packets if p["type"] == kind]
+            sizes = [p["bytes"] for p in packets if p["type"] == kind]
             point[f"{kind.lower()}_frame_bytes_mean"] = sum(sizes) / len(sizes) if sizes else None
         points.append(point)
         if bar is not None:

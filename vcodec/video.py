@@ -24,6 +24,7 @@ from vcodec.errors import UserError
 
 # FFmpeg renders text files as "ANSI art" video; nobody means that as input.
 TEXT_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".ts"}  # for picking files in folders
 OUTPUT_FORMATS = {".y4m": "Y4M (raw)", ".mkv": "Matroska FFV1 (lossless)", ".mp4": "MP4 H.264"}
 
 

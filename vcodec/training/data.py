@@ -16,10 +16,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from vcodec.color import YUVFrame, frame_to_tensor, rgb_to_yuv420
-from vcodec.video import read_frames
+from vcodec.video import VIDEO_SUFFIXES, read_frames
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m"}
 
 
 def to_uint8_tensor(frame: YUVFrame) -> torch.Tensor:
