@@ -19,6 +19,22 @@ from vcodec.cli import main
 from vcodec.video import read_frames
 
 
+def _mux(path, codec: str, frames: list, pix_fmt: str = "yuv420p", rotation: int = 0):
+    """Write PyAV frames with `codec` into `path` (pts = frame number, 25 fps)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = frames[0].width, frames[0].height, pix_fmt
+        if rotation:
+            s.set_display_rotation(rotation)
+        for i, f in enumerate(frames):
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
 def _err(capsys, args) -> tuple[int, str]:
     code = main([str(a) for a in args])
     err = capsys.readouterr().err.strip()
@@ -55,18 +71,9 @@ def test_one_frame(tmp_path, sample_frames):
 
 
 def test_ten_bit_source_is_converted_with_a_warning(capsys, tmp_path):
-    path = tmp_path / "ten.mkv"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("ffv1", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
-        img = np.full((48, 64, 3), 100, np.uint8)
-        for i in range(2):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p10le")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    img = np.full((48, 64, 3), 100, np.uint8)
+    frames = [av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p10le") for _ in range(2)]
+    path = _mux(tmp_path / "ten.mkv", "ffv1", frames, "yuv420p10le")
     code, err = _err(capsys, ["encode", path, "-o", tmp_path / "o.lvc", "--quiet"])
     assert code == 0 and "warning: ten.mkv: converting yuv420p10le to 8-bit yuv420p" in err
 
@@ -133,18 +140,8 @@ def test_4k_frame(tmp_path, sample_frames):
 def test_rotation_metadata_is_carried(tmp_path, sample_frames):
     from vcodec.video import frame_to_av
 
-    path = tmp_path / "phone.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.set_display_rotation(90)
-        for i in range(2):
-            f = frame_to_av(crop(sample_frames[i], 64, 48))
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    frames = [frame_to_av(crop(sample_frames[i], 64, 48)) for i in range(2)]
+    path = _mux(tmp_path / "phone.mp4", "libx264", frames, rotation=90)
     vcodec.encode(path, tmp_path / "phone.lvc", progress=False)
     assert vcodec.info(tmp_path / "phone.lvc").header.rotation == 90
     for ext in ("mp4", "mkv"):
