@@ -40,7 +40,8 @@ def test_gop_structure():
 
 def test_p_frames_roundtrip_bit_exact(tmp_path, gop_clip, inter_weights):
     stream = tmp_path / "p.lvc"
-    vcodec.encode(gop_clip, stream, quality=3, intra_period=3, inter_weights=inter_weights, progress=False)
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=3, inter_weights=inter_weights, progress=False,
+                  scene_cuts=False)
     s = vcodec.info(stream)
     assert [p["type"] for p in s.packets] == ["I", "P", "P", "I", "P", "P"]
     assert [g["first_frame"] for g in s.gops] == [0, 3]
@@ -51,7 +52,8 @@ def test_p_frames_roundtrip_bit_exact(tmp_path, gop_clip, inter_weights):
 
 def test_seek_into_a_gop_matches_full_decode(tmp_path, gop_clip, inter_weights):
     stream = tmp_path / "p.lvc"
-    vcodec.encode(gop_clip, stream, quality=2, intra_period=0, inter_weights=inter_weights, progress=False)
+    vcodec.encode(gop_clip, stream, quality=2, intra_period=0, inter_weights=inter_weights, progress=False,
+                  scene_cuts=False)
     full, part = tmp_path / "full.y4m", tmp_path / "part.y4m"
     vcodec.decode(stream, full, device="cpu", inter_weights=inter_weights, progress=False)
     vcodec.decode(stream, part, device="cpu", start=4, frames=2, inter_weights=inter_weights, progress=False)
@@ -64,10 +66,50 @@ def test_p_frames_need_inter_weights(tmp_path, gop_clip, inter_weights):
         vcodec.encode(gop_clip, tmp_path / "x.lvc", intra_period=4, inter_weights=tmp_path / "missing.pt",
                       progress=False)
     stream = tmp_path / "p.lvc"
-    vcodec.encode(gop_clip, stream, intra_period=0, inter_weights=inter_weights, progress=False, frames=2)
+    vcodec.encode(gop_clip, stream, intra_period=0, inter_weights=inter_weights, progress=False, frames=2,
+                  scene_cuts=False)
     with pytest.raises(vcodec.StreamError, match="inter weights"):
         vcodec.decode(stream, tmp_path / "x.y4m", device="cpu", inter_weights=tmp_path / "missing.pt",
                       progress=False)
+
+
+def test_scene_cuts_code_keyframes_where_they_cost_less(tmp_path, gop_clip, inter_weights):
+    """The test model's random P-frames cost more than keyframes: the encoder must notice and switch,
+    and the chosen keyframes become seek points."""
+    from vcodec.codec import FrameEncoder
+    from vcodec.color import frame_to_tensor
+    from vcodec.stream import FRAME_TYPES
+    from vcodec.zoo import load_inter, load_keyframe
+
+    stream = tmp_path / "cuts.lvc"
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=inter_weights, progress=False)
+    s = vcodec.info(stream)
+    assert [p["type"] for p in s.packets].count("I") > 1
+    assert [g["first_frame"] for g in s.gops] == [i for i, p in enumerate(s.packets) if p["type"] == "I"]
+    out = tmp_path / "cuts.y4m"
+    vcodec.decode(stream, out, device="cpu", verify=True, inter_weights=inter_weights, progress=False)
+
+    # The decision itself: the kept packet has the lower bits + lambda * distortion.
+    frames = read_frames(gop_clip)[0][:2]
+    keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
+    enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0)
+    enc.encode(frames[0], 0)
+    x = frame_to_tensor(frames[1])
+    p_packet, p_hat = enc._encode_inter(x, 1)
+    i_packet, i_hat = enc._encode_intra(x, 1)
+    chosen = enc.encode(frames[1], 1).packet
+    cheaper = min((enc._rd_cost(p_packet, p_hat, x), "P"), (enc._rd_cost(i_packet, i_hat, x), "I"))[1]
+    assert FRAME_TYPES[chosen.frame_type] == cheaper
+
+
+def test_intra_period_counts_from_the_last_keyframe():
+    from vcodec.codec import FrameEncoder
+    from vcodec.zoo import load_keyframe
+
+    enc = FrameEncoder(load_keyframe().model, 3.0, torch.device("cpu"), inter=InterCodec(TINY), intra_period=4)
+    enc.reference = torch.zeros(1)
+    enc._last_key = 5  # a scene cut at frame 5
+    assert [enc.keyframe_due(i) for i in range(6, 11)] == [False, False, False, True, True]
 
 
 def test_warp_predicts_a_known_shift():
@@ -79,6 +121,22 @@ def test_warp_predicts_a_known_shift():
     pred = warp(img, flow)
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
     assert torch.allclose(pred[inner], shifted[inner], atol=1e-5)
+
+
+def test_flow_network_recovers_a_known_shift(sample_frames):
+    """Block matching inside the flow network finds motion by construction, before any training."""
+    from vcodec.color import frame_to_tensor
+    from vcodec.models.flow import FlowNet
+
+    img = frame_to_tensor(sample_frames[0])[..., :128, :160]
+    cur = torch.roll(img, shifts=(2, -5), dims=(-2, -1))  # content moves down 2, left 5
+    torch.manual_seed(0)
+    with torch.no_grad():
+        flow = FlowNet(6, levels=3, width=16)(cur, img)
+    inner = (slice(None), slice(None), slice(16, -16), slice(16, -16))
+    assert abs(float(flow[:, 0][inner[1:]].median()) - 5.0) < 0.35
+    assert abs(float(flow[:, 1][inner[1:]].median()) + 2.0) < 0.35
+    assert (warp(img, flow) - cur)[inner].abs().mean() < 0.4 * (img - cur)[inner].abs().mean()
 
 
 def test_inter_entropy_parameters_are_exact(inter_weights):
@@ -106,7 +164,8 @@ def test_p_frame_symbols_identical_with_one_and_two_threads(tmp_path, gop_clip, 
     from vcodec.zoo import load_inter
 
     stream = tmp_path / "p.lvc"
-    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=inter_weights, progress=False, frames=3)
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=inter_weights, progress=False, frames=3,
+                  scene_cuts=False)
     model = load_inter(inter_weights).model
     threads = torch.get_num_threads()
     with StreamReader(stream) as r:

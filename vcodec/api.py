@@ -83,13 +83,15 @@ def default_intra_period(inter_weights: str | os.PathLike | None = None) -> int:
 def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float | None = None,
            intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
-           inter_weights: str | os.PathLike | None = None) -> EncodeResult:
+           inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
     which each frame's quality is chosen by the rate controller. `intra_period`
-    N puts a keyframe every N frames (1 = all-intra, 0 = only the first frame);
-    P-frames need inter weights (shipped, or `inter_weights`).
+    N puts a keyframe at most N frames apart (1 = all-intra, 0 = only the first
+    frame); with `scene_cuts` (fixed quality only) a P-frame that would cost more
+    than a keyframe in rate-distortion terms becomes one. P-frames need inter
+    weights (shipped, or `inter_weights`).
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -121,7 +123,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
         if bitrate is not None:
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
-        encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period)
+        encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
+                               scene_cuts)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)

@@ -46,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-j", "--jobs", type=int, help="parallel encodes for several inputs (default: one per core)")
     e.add_argument("-q", "--quality", type=float, help="quality index (higher = more bits), default 4")
     e.add_argument("-b", "--bitrate", type=float, help="target bitrate in kbps (rate control picks the quality)")
-    e.add_argument("--intra-period", type=int, help="frames per GOP: 1 = all-intra, 0 = first frame only "
+    e.add_argument("--intra-period", type=int, help="longest GOP in frames: 1 = all-intra, 0 = first frame only "
                    "(default 32 with inter weights, else 1)")
+    e.add_argument("--no-scene-cuts", dest="scene_cuts", action="store_false",
+                   help="keyframes only where the intra period puts them (default: also where a keyframe "
+                        "costs less than a P-frame)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
@@ -97,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "encode":
         options = dict(quality=args.quality, intra_period=args.intra_period, frames=args.frames, weights=args.weights,
-                       device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights)
+                       device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights,
+                       scene_cuts=args.scene_cuts)
         if len(args.input) == 1 and not os.path.isdir(args.input[0]):
             results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
                         None)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, tensor_to_frame
+from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, quantize_tensor, tensor_to_frame
 from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.errors import StreamError
 from vcodec.models.inter import InterCodec
@@ -61,35 +61,70 @@ class Coded:
     recon: YUVFrame
 
 
+def mse_yuv(a: torch.Tensor, b: torch.Tensor) -> float:
+    """(6 MSE-Y + MSE-U + MSE-V) / 8 of two (1, 6, h, w) 4:2:0 tensors: the weighting of PSNR-YUV."""
+    d = (a.double() - b.double()) ** 2
+    return float((6 * d[:, :4].mean() + d[:, 4].mean() + d[:, 5].mean()) / 8)
+
+
 class FrameEncoder:
     """Turns frames into packets: keyframes at GOP starts, P-frames in between.
 
     With a RateController, each frame's quality is chosen to meet the bitrate
     (keyframes by bisection on the entropy model's rate, P-frames by feedback
     from the previous P-frame); otherwise every frame uses the fixed `quality`.
+
+    With `scene_cuts` (fixed quality only), a frame scheduled as a P-frame is
+    coded as a keyframe instead when that costs less in rate-distortion terms,
+    bits + λ·255²·MSE-YUV·pixels with the quality's λ: after a cut, or wherever
+    motion compensation fails. The next keyframe is then due `intra_period` frames
+    later. To save time the keyframe is only tried when the P-frame's cost is
+    more than half the last keyframe's.
     """
 
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
-                 rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1):
+                 rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
+                 scene_cuts: bool = True):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
         self.quality = stream_quality(quality)
         self.intra_period = intra_period
+        self.scene_cuts = scene_cuts and rate is None
         self.reference: torch.Tensor | None = None
         self._p_quality: float | None = None
+        self._last_key, self._last_key_cost = 0, 0.0
+
+    def keyframe_due(self, index: int) -> bool:
+        if self.reference is None or self.intra_period == 1:
+            return True
+        return self.intra_period > 0 and index - self._last_key >= self.intra_period
 
     def encode(self, frame: YUVFrame, index: int) -> Coded:
         x = frame_to_tensor(frame).to(self.device)
-        if is_keyframe(index, self.intra_period) or self.reference is None:
+        if self.keyframe_due(index):
             packet, x_hat = self._encode_intra(x, index)
         else:
             packet, x_hat = self._encode_inter(x, index)
+            if self.scene_cuts:
+                cost = self._rd_cost(packet, x_hat, x)
+                if cost > self._last_key_cost / 2:
+                    intra, intra_hat = self._encode_intra(x, index)
+                    if self._rd_cost(intra, intra_hat, x) < cost:
+                        packet, x_hat = intra, intra_hat
+        if packet.frame_type == FRAME_I:
+            self._last_key = index
+            if self.scene_cuts:
+                self._last_key_cost = self._rd_cost(packet, x_hat, x)
         recon = tensor_to_frame(x_hat, frame.width, frame.height)
         packet.recon_hash = frame_hash(recon.tobytes())
         if self.inter is not None:
             self.reference = frame_to_tensor(recon).to(self.device)
         return Coded(packet, recon)
+
+    def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor) -> float:
+        lam = float(self.keyframe.lmbda(torch.tensor([packet.quality])))
+        return 8 * packet.size + lam * 255**2 * mse_yuv(quantize_tensor(x_hat), x) * 4 * x.shape[-2] * x.shape[-1]
 
     def _encode_intra(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
         y0 = self.keyframe.analysis(x)

@@ -9,6 +9,8 @@ which suits camera pans better than zeros.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,29 +30,73 @@ def warp(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(ref, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class FlowLevel(nn.Module):
-    """One pyramid level: refines the flow from [current, warped reference, flow]."""
+def cost_volume(cur: torch.Tensor, ref: torch.Tensor, radius: int, window: int = 11) -> torch.Tensor:
+    """Log matching cost of every displacement within `radius`: (B, (2r+1)^2, H, W).
 
-    def __init__(self, channels: int, width: int = 32):
+    The cost is the squared difference averaged over channels and a window x
+    window block: what block matching looks at, handed to the network so it picks
+    and refines displacements instead of inferring them from image gradients
+    (PWC-Net's cost volume, on pixels rather than learned features). Large blocks
+    give smooth, reliable motion, which is what a motion codec can afford to send.
+    Displacement k is (dx, dy) = (k mod (2r+1) - r, k div (2r+1) - r).
+    """
+    h, w = cur.shape[-2:]
+    padded = F.pad(ref, [radius] * 4, mode="replicate")
+    size = 2 * radius + 1
+    costs = [((cur - padded[..., dy : dy + h, dx : dx + w]) ** 2).mean(1, keepdim=True)
+             for dy in range(size) for dx in range(size)]
+    block = F.avg_pool2d(torch.cat(costs, dim=1), window, 1, window // 2, count_include_pad=False)
+    return torch.log(block + 1e-4)
+
+
+class FlowLevel(nn.Module):
+    """One pyramid level: soft block matching around the current flow, then a CNN
+    correction from [cost volume, current, warped reference, flow].
+
+    The CNN's last layer starts at zero, so an untrained level is block matching;
+    training teaches it where matching fails (flat areas, occlusions, sub-pixel
+    motion) and which motion is cheap to code.
+    """
+
+    def __init__(self, channels: int, width: int = 32, radius: int = 3):
         super().__init__()
+        self.radius = radius
         self.net = nn.Sequential(
-            conv(2 * channels + 2, width, 5, 1), nn.ReLU(inplace=True),
+            conv((2 * radius + 1) ** 2 + 2 * channels + 2, width, 5, 1), nn.ReLU(inplace=True),
             conv(width, width, 5, 1), nn.ReLU(inplace=True),
             conv(width, width // 2, 5, 1), nn.ReLU(inplace=True),
             conv(width // 2, 2, 5, 1),
         )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
+        d = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        dy, dx = torch.meshgrid(d, d, indexing="ij")
+        self.register_buffer("displacements", torch.stack([dx.flatten(), dy.flatten()], dim=1), persistent=False)
 
     def forward(self, cur: torch.Tensor, ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        return flow + self.net(torch.cat([cur, warp(ref, flow), flow], dim=1))
+        cost = cost_volume(cur, warp(ref, flow), self.radius)
+        flow = flow + self.soft_argmin(cost)
+        return flow + self.net(torch.cat([cost, cur, warp(ref, flow), flow], dim=1))
+
+    def soft_argmin(self, cost: torch.Tensor) -> torch.Tensor:
+        """Expected displacement under softmax(-cost / T): block matching, made differentiable.
+
+        Where matching is ambiguous (flat areas) the weights spread and the step
+        shrinks towards zero, a safe default for a prediction. The temperature is
+        learned.
+        """
+        weights = torch.softmax(-cost / self.log_temperature.exp(), dim=1)
+        return torch.einsum("bkhw,kc->bchw", weights, self.displacements.to(weights.dtype))
 
 
 class FlowNet(nn.Module):
-    """Coarse-to-fine flow (Ranjan & Black 2017, SpyNet), sized for CPU coding.
+    """Coarse-to-fine flow (SpyNet, Ranjan & Black 2017, with PWC-Net's cost volume), sized for CPU coding.
 
     Inputs must be divisible by 2**(levels - 1).
     """
 
-    def __init__(self, channels: int = 6, levels: int = 4, width: int = 32):
+    def __init__(self, channels: int = 6, levels: int = 3, width: int = 32):
         super().__init__()
         self.levels = nn.ModuleList(FlowLevel(channels, width) for _ in range(levels))
 

@@ -39,10 +39,11 @@ FLOW_SCALE = 4.0  # the motion codec sees flow / FLOW_SCALE: keeps its input nea
 class InterConfig(LadderConfig):
     motion_n: int = 64
     motion_m: int = 96
-    residual_n: int = 96
-    residual_m: int = 128
+    residual_n: int = 128  # the keyframe codec's widths, so the residual codec can start from its weights
+    residual_m: int = 192
     refine_width: int = 64
     flow_width: int = 32
+    flow_levels: int = 3
 
 
 class Refine(nn.Module):
@@ -73,7 +74,7 @@ class InterCodec(RateLadder, nn.Module):
         super().__init__()
         self.config = config = config or InterConfig()
         init = initial_log_gains(config.lambdas)
-        self.flow_net = FlowNet(6, width=config.flow_width)
+        self.flow_net = FlowNet(6, levels=config.flow_levels, width=config.flow_width)
         self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init)
         self.refine = Refine(config.refine_width)
         self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init)

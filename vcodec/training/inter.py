@@ -24,15 +24,65 @@ def charbonnier(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.sqrt(x * x + eps * eps).mean()
 
 
-def flow_loss(model: InterCodec, seq: torch.Tensor, smooth: float = 0.05) -> tuple[torch.Tensor, dict[str, float]]:
-    """Photometric loss |warp(x0, flow(x1, x0)) - x1| plus first-order flow smoothness."""
+def random_flow(batch: int, height: int, width: int, generator: torch.Generator, max_shift: float = 12.0,
+                max_local: float = 3.0) -> torch.Tensor:
+    """Smooth random motion (B, 2, h, w) in pixels: translation + small zoom/rotation + a low-frequency field.
+
+    Translations are drawn with a bias towards small motion (|t| = max_shift * u^2),
+    as in natural video.
+    """
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator) * 2 - 1
+
+    shift = max_shift * uniform(batch, 2) * torch.rand(batch, 2, generator=generator)
+    zoom, angle = 0.05 * uniform(batch), 0.05 * uniform(batch)
+    ys = torch.arange(height, dtype=torch.float32) - (height - 1) / 2
+    xs = torch.arange(width, dtype=torch.float32) - (width - 1) / 2
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    z, a = zoom[:, None, None], angle[:, None, None]
+    affine = torch.stack([z * gx - a * gy, a * gx + z * gy], dim=1)
+    local = F.interpolate(max_local * uniform(batch, 2, 4, 4), size=(height, width), mode="bicubic",
+                          align_corners=False)
+    return shift[:, :, None, None] + affine + local
+
+
+def synthetic_pair(ref: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(current, flow, valid mask) with current = warp(ref, flow): a pair whose true motion is known.
+
+    The mask drops pixels whose source lies outside the frame (their motion is unobservable).
+    """
+    b, _, h, w = ref.shape
+    flow = random_flow(b, h, w, generator).to(ref.device, ref.dtype)
+    cur = warp(ref, flow)
+    noise = torch.randn(cur.shape, generator=generator).to(ref.device, ref.dtype)
+    cur = (cur + 0.01 * noise).clamp(0, 1)  # cheap stand-in for sensor and coding noise
+    ys = torch.arange(h, device=ref.device, dtype=ref.dtype)[:, None]
+    xs = torch.arange(w, device=ref.device, dtype=ref.dtype)[None, :]
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    valid = ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).unsqueeze(1).to(ref.dtype)
+    return cur, flow, valid
+
+
+def flow_loss(model: InterCodec, seq: torch.Tensor, step: int, seed: int = 0,
+              photometric_weight: float = 10.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Flow pre-training: end-point error on synthetic pairs + photometric loss on real ones.
+
+    A purely photometric loss from random weights collapses to zero flow (its
+    gradient only sees sub-pixel motion in textured areas), so the network is
+    bootstrapped the way SpyNet was, with pairs whose motion is known: frame 0 of
+    each sequence warped by a random smooth field. The photometric term
+    |warp(x0, flow(x1, x0)) - x1| on the real consecutive frames keeps it honest
+    on natural motion, occlusions and lighting.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     x0, x1 = seq[:, 0], seq[:, 1]
+    cur, true_flow, valid = synthetic_pair(x0, generator)
+    epe = ((model.flow_net(cur, x0) - true_flow).norm(dim=1, keepdim=True) * valid).sum() / valid.sum().clamp_min(1)
     flow = model.flow_net(x1, x0)
     photometric = charbonnier(warp(x0, flow) - x1)
-    smoothness = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() + (flow[..., 1:] - flow[..., :-1]).abs().mean()
     with torch.no_grad():
         gain = 10 * torch.log10(F.mse_loss(x0, x1).clamp_min(1e-10) / F.mse_loss(warp(x0, flow), x1).clamp_min(1e-10))
-    return photometric + smooth * smoothness, {"warp_gain_db": float(gain)}
+    return epe + photometric_weight * photometric, {"epe": float(epe.detach()), "warp_gain_db": float(gain)}
 
 
 @torch.no_grad()

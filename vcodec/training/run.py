@@ -46,6 +46,23 @@ def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
 
 
 
+def initial_weights(cfg: dict, init: Path | None) -> dict[str, torch.Tensor]:
+    """Weights a new run starts from: `--init`, and for the inter stage with
+    `residual_from_keyframe = true`, the keyframe codec's weights in the residual codec.
+
+    A residual is an image-like signal, and the residual codec shares the keyframe
+    codec's architecture, so it starts from a working transform and entropy model
+    instead of random weights (the `--init` weights take precedence).
+    """
+    start: dict[str, torch.Tensor] = {}
+    if cfg.get("stage") == "inter" and cfg.get("residual_from_keyframe", False):
+        keyframe = load_keyframe(cfg.get("keyframe_weights"), "cpu").model
+        start.update({f"residual.{k}": v for k, v in keyframe.state_dict().items()})
+    if init:
+        start.update(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
+    return start
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vcodec train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,10 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.resume():
         if rank == 0:
             print(f"resumed {run_dir} at step {trainer.step}", file=sys.stderr)
-    elif args.init:
-        trainer.init_from(torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"])
-        if rank == 0:
-            print(f"initialized from {args.init}", file=sys.stderr)
+    else:
+        start = initial_weights(cfg, args.init)
+        if start:
+            trainer.init_from(start)
+            if rank == 0:
+                print(f"initialized {len(start)} tensors from {args.init or cfg.get('keyframe_weights')}",
+                      file=sys.stderr)
 
     crop = int(data_cfg.get("crop", 128))
     pool: list[torch.Tensor] = []
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "keyframe":
             return rd_loss(model, x, q, forward)
         if stage == "flow":
-            return flow_loss(model, x)
+            return flow_loss(model, x, step, seed, float(train_cfg.get("photometric_weight", 10.0)))
         return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward)
 
     def step_fn(step: int):
