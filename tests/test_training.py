@@ -106,7 +106,7 @@ mc_steps = 2
 """
 
 
-@pytest.mark.parametrize("stage", ["flow", "inter", "inter_multi"])
+@pytest.mark.parametrize("stage", ["flow", "motion", "inter", "inter_multi"])
 def test_inter_stages_train_and_export(tmp_path, stage):
     from vcodec.zoo import load_inter
 
@@ -117,6 +117,21 @@ def test_inter_stages_train_and_export(tmp_path, stage):
     log = (tmp_path / "run" / "checkpoint.pt")
     assert torch.load(log, weights_only=True)["step"] == 2
     assert load_inter(out).meta["steps"] == 2
+
+
+def test_init_takes_named_parts_of_a_checkpoint(tmp_path):
+    """`--init CKPT:motion.` starts a run with that checkpoint's motion codec and nothing else of it."""
+    motion_cfg, inter_cfg = tmp_path / "motion.toml", tmp_path / "inter.toml"
+    motion_cfg.write_text(TINY_INTER.format(stage="motion", data=REPO / "data"))
+    inter_cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + "seed = 7\n")  # other random init
+    train_main([str(motion_cfg), "--run-dir", str(tmp_path / "m"), "--steps", "2", "--quiet"])
+    pre = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["ema"]
+    train_main([str(inter_cfg), "--run-dir", str(tmp_path / "i"), "--steps", "1", "--quiet",
+                "--init", f"{tmp_path / 'm' / 'checkpoint.pt'}:motion."])
+    ema = torch.load(tmp_path / "i" / "checkpoint.pt", weights_only=True)["ema"]
+    # The EMA after one step is 0.999 * start + 0.001 * stepped weights: close to the start.
+    assert all(torch.allclose(ema[k], pre[k], atol=1e-2) for k in pre if k.startswith("motion."))
+    assert not all(torch.allclose(ema[k], pre[k], atol=1e-2) for k in pre if k.startswith("residual.g_a"))
 
 
 def test_validation_codes_real_bytes_and_plots(tmp_path, tiny_config):

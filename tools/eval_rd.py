@@ -18,6 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -86,7 +88,7 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
              "the overlapping quality range; negative = vcodec needs fewer bits.", "",
              f"- model: keyframe weights sha256 `{report['weights'][:16]}`, {report['steps']} training steps",
              f"- clips: first {report['frames']} frames of each; machine: {report['machine']}, "
-             f"{report['threads']} threads",
+             f"{report['threads']} threads per clip, {report.get('jobs', 1)} clip(s) at a time",
              ("- vcodec codes P-frames with inter weights `" + report["inter_weights"][:16] + "` at intra periods "
               "other than 1" if report.get("inter_weights") else
               "- no inter weights are shipped yet, so vcodec codes every frame as a keyframe (all-intra) and its "
@@ -119,14 +121,20 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
     if report.get("inter_weights") and inter_periods:
         lines += ["## Inter coding: intra period against all-intra (vcodec only)", "",
                   "| clip | " + " | ".join(f"BD-rate ip{p} vs ip1" for p in inter_periods) +
-                  " | mean P-frame / I-frame bytes (q4) |", "| --- |" + " --- |" * (len(inter_periods) + 1)]
+                  " | mean P-frame / I-frame bytes (q4) | keyframes per quality index q0..q7 |",
+                  "| --- |" + " --- |" * (len(inter_periods) + 2)]
         for clip, data in report["clips"].items():
             cells = [fmt(data["inter_vs_intra"][str(p)]["bd_rate_psnr_yuv"]) for p in inter_periods]
             pt = next((q for q in data[f"vcodec_ip{inter_periods[0]}"]["points"] if q["quality"] == 4),
                       data[f"vcodec_ip{inter_periods[0]}"]["points"][-1])
             ratio = (pt["p_frame_bytes_mean"] / pt["i_frame_bytes_mean"]) if pt.get("p_frame_bytes_mean") else None
             cells.append("n/a" if ratio is None else f"{ratio:.2f}")
+            cells.append(" ".join(str(q.get("i_frames", "?")) for q in data[f"vcodec_ip{inter_periods[0]}"]["points"]))
             lines.append(f"| {clip} | " + " | ".join(cells) + " |")
+        lines += ["", "vcodec's encoder codes a keyframe wherever one costs less than the P-frame in rate-distortion "
+                  "terms (scene cuts, `vcodec encode --no-scene-cuts` turns it off); the keyframe counts above "
+                  "include those and the one that starts the clip. The anchors place keyframes only at the intra "
+                  "period."]
         lines.append("")
         period = inter_periods[0]
         lines += [f"Per-frame PSNR-YUV across the first GOP (intra period {period}, quality 4, mean over clips): "
@@ -181,9 +189,42 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
                   "otherwise frames decode one after another. Reproduce with "
                   "`python tools/bench.py --json docs/results/bench.json`.", ""]
     lines += ["## Reproduce", "", "```bash",
-              f"python tools/eval_rd.py --frames {report['frames']}" + (" --speed" if "speed" in report else ""),
+              f"python tools/eval_rd.py --frames {report['frames']} --jobs {report.get('jobs', 1)} "
+              f"--anchors {report['anchor_spec']}" + (" --speed" if "speed" in report else ""),
               "```", ""]
     path.write_text("\n".join(lines))
+
+
+def evaluate_clip(src: Path, frames: int, qualities: list[float], periods: list[int], anchors: list[tuple[str, str]],
+                  inter: bool, rate_control: bool, plots: Path) -> dict:
+    """One clip's report entry: vcodec and every anchor at every intra period, BD-rates, RD plots."""
+    source, info = read_frames(src, max_frames=frames)
+    t = time.time()
+    ours_by_period = {1: vcodec_codec(source, info.fps, qualities, 1)}
+    entry = {"vcodec": ours_by_period[1], "anchors": {}, "bd": {}}
+    for period in periods:
+        if period != 1 and inter:
+            ours_by_period[period] = vcodec_codec(source, info.fps, qualities, period)
+            entry[f"vcodec_ip{period}"] = ours_by_period[period]
+            entry.setdefault("inter_vs_intra", {})[str(period)] = bd_entry(ours_by_period[1]["points"],
+                                                                          ours_by_period[period]["points"])
+        ours = ours_by_period.get(period, ours_by_period[1])
+        comp = Comparison(str(src), info.width, info.height, info.fps, len(source), period)
+        comp.codecs["vcodec"] = ours
+        entry["anchors"][str(period)], entry["bd"][str(period)] = {}, {}
+        for name, preset in anchors:
+            key = f"{name}-{preset}"
+            codec = anchor_codec(source, info.fps, name, period, preset)
+            entry["anchors"][str(period)][key] = codec
+            entry["bd"][str(period)][key] = bd_entry(codec["points"], ours["points"])
+            comp.codecs[key] = codec
+        plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
+    if rate_control:
+        entry["rate_control"] = rate_control_check(src, source, info.fps, ours_by_period[1]["points"])
+    first = entry["bd"][str(periods[0])]
+    summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}
+    print(f"{src.stem}: {time.time() - t:.0f} s; BD-rate at intra period {periods[0]}: {summary}", flush=True)
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anchors", default="x264:medium,x264:veryslow,x265:medium,svtav1:8")
     ap.add_argument("--no-rate-control", action="store_true", help="skip the rate-control accuracy check")
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel (one thread each)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
     if not args.clips:
@@ -205,39 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     plots = args.out.parent / "results"
     plots.mkdir(parents=True, exist_ok=True)
     report: dict = {"frames": args.frames, "qualities": args.qualities, "intra_periods": args.intra_periods,
-                    "weights": model.sha256, "steps": model.meta.get("steps"), "threads": torch.get_num_threads(),
+                    "weights": model.sha256, "steps": model.meta.get("steps"),
+                    "threads": 1 if args.jobs > 1 else torch.get_num_threads(), "jobs": args.jobs,
+                    "anchor_spec": args.anchors,
                     "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "clips": {}}
     inter = inter_available()
     report["inter_weights"] = load_inter().sha256 if inter else None
-    for src in args.clips:
-        source, info = read_frames(src, max_frames=args.frames)
-        t = time.time()
-        ours_by_period = {1: vcodec_codec(source, info.fps, args.qualities, 1)}
-        entry = {"vcodec": ours_by_period[1], "anchors": {}, "bd": {}}
-        for period in args.intra_periods:
-            if period != 1 and inter:
-                ours_by_period[period] = vcodec_codec(source, info.fps, args.qualities, period)
-                entry[f"vcodec_ip{period}"] = ours_by_period[period]
-                entry.setdefault("inter_vs_intra", {})[str(period)] = bd_entry(ours_by_period[1]["points"],
-                                                                              ours_by_period[period]["points"])
-            ours = ours_by_period.get(period, ours_by_period[1])
-            comp = Comparison(str(src), info.width, info.height, info.fps, len(source), period)
-            comp.codecs["vcodec"] = ours
-            entry["anchors"][str(period)], entry["bd"][str(period)] = {}, {}
-            for name, preset in anchors:
-                key = f"{name}-{preset}"
-                codec = anchor_codec(source, info.fps, name, period, preset)
-                entry["anchors"][str(period)][key] = codec
-                entry["bd"][str(period)][key] = bd_entry(codec["points"], ours["points"])
-                comp.codecs[key] = codec
-            plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
-        if not args.no_rate_control:
-            entry["rate_control"] = rate_control_check(src, source, info.fps, ours_by_period[1]["points"])
+    job = partial(evaluate_clip, frames=args.frames, qualities=args.qualities, periods=args.intra_periods,
+                  anchors=anchors, inter=inter, rate_control=not args.no_rate_control, plots=plots)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            entries = list(pool.map(job, args.clips))
+    else:
+        entries = [job(src) for src in args.clips]
+    for src, entry in zip(args.clips, entries):
         report["clips"][src.stem] = entry
-        first = entry["bd"][str(args.intra_periods[0])]
-        summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}
-        print(f"{src.stem}: {time.time() - t:.0f} s; BD-rate at intra period {args.intra_periods[0]}: {summary}",
-              flush=True)
     report["average"] = {}
     for period in args.intra_periods:
         avg = {}

@@ -97,6 +97,7 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
         for kind in ("I", "P"):
             sizes = [p["bytes"] for p in packets if p["type"] == kind]
             point[f"{kind.lower()}_frame_bytes_mean"] = sum(sizes) / len(sizes) if sizes else None
+            point[f"{kind.lower()}_frames"] = len(sizes)
         points.append(point)
         if bar is not None:
             bar.update(1)

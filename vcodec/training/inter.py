@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from vcodec.color import quantize_tensor
 from vcodec.models.flow import warp
-from vcodec.models.inter import InterCodec
+from vcodec.models.inter import FLOW_SCALE, InterCodec
 from vcodec.models.keyframe import KeyframeCodec
 from vcodec.training.keyframe import yuv_mse
 
@@ -83,6 +83,28 @@ def flow_loss(model: InterCodec, seq: torch.Tensor, step: int, seed: int = 0,
     with torch.no_grad():
         gain = 10 * torch.log10(F.mse_loss(x0, x1).clamp_min(1e-10) / F.mse_loss(warp(x0, flow), x1).clamp_min(1e-10))
     return epe + photometric_weight * photometric, {"epe": float(epe.detach()), "warp_gain_db": float(gain)}
+
+
+def motion_loss(model: InterCodec, q: torch.Tensor, step: int, seed: int = 0, size: int = 96,
+                flow_weight: float = 0.0025) -> tuple[torch.Tensor, dict[str, float]]:
+    """Motion-codec pre-training on synthetic smooth flow fields (no images needed).
+
+    The distortion is the squared end-point error weighted like the warp error it
+    would cause: a flow error of d pixels on an image with mean squared gradient
+    g² costs about g²·d² in MSE; `flow_weight` is that g² (0.0025: gradients of
+    about 0.05 per pixel), so λ(q)·255²·flow_weight·EPE² is on the same scale as
+    the frame distortion the inter stage optimizes. Starting the inter stage from
+    a motion codec that already transmits motion keeps it from learning to send
+    none.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    flow = random_flow(q.shape[0], size, size, generator).to(q.device)
+    out = model.motion(flow * (1 / FLOW_SCALE), q)
+    flow_hat = out["x_hat"] * FLOW_SCALE
+    bpp = _bits([out["y_likelihood"], out["z_likelihood"]]) / (4 * size * size)
+    epe2 = ((flow_hat - flow) ** 2).sum(1).mean((1, 2))
+    loss = (model.lmbda(q) * 255**2 * flow_weight * epe2 + bpp).mean()
+    return loss, {"bpp": float(bpp.detach().mean()), "epe": float(epe2.detach().sqrt().mean())}
 
 
 @torch.no_grad()

@@ -23,13 +23,13 @@ import torch.distributed as dist
 from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
 from vcodec.training.data import CropSampler, load_clips, load_images, load_video_frames
-from vcodec.training.inter import flow_loss, inter_loss
+from vcodec.training.inter import flow_loss, inter_loss, motion_loss
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
 from vcodec.training.validate import KeyframeValidator
 from vcodec.zoo import load_keyframe, save_weights
 
-STAGES = ("keyframe", "flow", "inter", "inter_multi")
+STAGES = ("keyframe", "flow", "motion", "inter", "inter_multi")
 
 
 def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
@@ -46,20 +46,29 @@ def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
 
 
 
-def initial_weights(cfg: dict, init: Path | None) -> dict[str, torch.Tensor]:
-    """Weights a new run starts from: `--init`, and for the inter stage with
-    `residual_from_keyframe = true`, the keyframe codec's weights in the residual codec.
+def load_init(spec: str) -> dict[str, torch.Tensor]:
+    """Weights named by `--init PATH[:PREFIX]`: exported weights or a training checkpoint (its EMA),
+    keeping only the tensors whose names start with PREFIX when one is given."""
+    path, _, prefix = spec.partition(":")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    weights = blob["state_dict"] if "state_dict" in blob else blob["ema"]
+    return {k: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def initial_weights(cfg: dict, inits: list[str]) -> dict[str, torch.Tensor]:
+    """Weights a new run starts from: for the inter stage with `residual_from_keyframe = true`, the
+    keyframe codec's weights in the residual codec; then each `--init`, later ones taking precedence.
 
     A residual is an image-like signal, and the residual codec shares the keyframe
     codec's architecture, so it starts from a working transform and entropy model
-    instead of random weights (the `--init` weights take precedence).
+    instead of random weights.
     """
     start: dict[str, torch.Tensor] = {}
     if cfg.get("stage") == "inter" and cfg.get("residual_from_keyframe", False):
         keyframe = load_keyframe(cfg.get("keyframe_weights"), "cpu").model
         start.update({f"residual.{k}": v for k, v in keyframe.state_dict().items()})
-    if init:
-        start.update(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
+    for spec in inits:
+        start.update(load_init(spec))
     return start
 
 
@@ -70,7 +79,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--run-dir", type=Path, help="checkpoints and logs (default runs/<config name>)")
     ap.add_argument("--steps", type=int, help="train until this total step count (default: config total_steps)")
     ap.add_argument("--minutes", type=float, help="stop after this much wall time")
-    ap.add_argument("--init", type=Path, help="initialize a new run from exported weights")
+    ap.add_argument("--init", action="append", default=[], metavar="PATH[:PREFIX]",
+                    help="initialize a new run from exported weights or a checkpoint's EMA, optionally only the "
+                         "tensors whose names start with PREFIX (e.g. runs/motion/checkpoint.pt:motion.); "
+                         "repeatable, later ones win")
     ap.add_argument("--export", type=Path, help="export the EMA weights here when done")
     ap.add_argument("--threads", type=int, help="torch CPU threads per process")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on CUDA)")
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if start:
             trainer.init_from(start)
             if rank == 0:
-                print(f"initialized {len(start)} tensors from {args.init or cfg.get('keyframe_weights')}",
+                print(f"initialized {len(start)} tensors from {', '.join(args.init) or cfg.get('keyframe_weights')}",
                       file=sys.stderr)
 
     crop = int(data_cfg.get("crop", 128))
@@ -141,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         for root in data_cfg.get("videos", []):
             pool += load_video_frames(root, crop, stride=int(data_cfg.get("video_stride", 4)),
                                       exclude=data_cfg.get("exclude", ()))
-    else:
+    elif stage != "motion":  # the motion stage trains on synthetic flow fields
         for root in data_cfg.get("videos", []):
             pool += load_clips(root, crop, exclude=data_cfg.get("exclude", ()))
     if rank == 0:
         print(f"{stage} training pool: {len(pool)} items; {world} process(es) on {device}", file=sys.stderr)
-    sampler = CropSampler(pool, crop, seed, rank)
+    sampler = CropSampler(pool, crop, seed, rank) if stage != "motion" else None
     batch = int(train_cfg.get("batch", 8))
     frames = {"keyframe": 0, "flow": 2, "inter": 2}.get(stage, 1 + int(train_cfg.get("p_frames", 4)))
     forward = trainer.forward_module
@@ -157,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     mc_weight, mc_steps = float(train_cfg.get("mc_weight", 0.0)), int(train_cfg.get("mc_steps", 1))
 
     def losses(step: int):
-        x = sampler.batch(step, batch, frames).to(device)
         q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
+        if sampler is None:
+            return motion_loss(model, q, step * world + rank, seed, crop // 2,
+                               float(train_cfg.get("flow_weight", 0.0025)))
+        x = sampler.batch(step, batch, frames).to(device)
         if stage == "keyframe":
             return rd_loss(model, x, q, forward)
         if stage == "flow":
