@@ -44,5 +44,5 @@ def small_stream(tmp_path_factory, small_clip) -> Path:
     import vcodec
 
     path = tmp_path_factory.mktemp("streams") / "small.lvc"
-    vcodec.encode(small_clip, path, quality=3, progress=False)
+    vcodec.encode(small_clip, path, quality=3, intra_period=1, progress=False)  # every frame its own GOP
     return path

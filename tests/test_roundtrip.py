@@ -76,7 +76,7 @@ def _decode(stream, out, **kw):
 
 def test_frames_option_limits_encode(tmp_path):
     stream = tmp_path / "two.lvc"
-    result = vcodec.encode(SAMPLE, stream, quality=2, frames=2, progress=False)
+    result = vcodec.encode(SAMPLE, stream, quality=2, frames=2, intra_period=1, progress=False)
     assert result.frames == 2
     with StreamReader(stream) as r:
         assert r.header.frame_count == 2 and len(r.gops) == 2
