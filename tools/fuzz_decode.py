@@ -51,7 +51,8 @@ def make_seeds(work: Path, inter_weights: str | None) -> list[Path]:
     vcodec.encode(clip, seeds[0], quality=3, intra_period=1, progress=False)
     if inter_weights:
         seeds.append(work / "seed_inter.lvc")
-        vcodec.encode(clip, seeds[1], quality=3, intra_period=0, inter_weights=inter_weights, progress=False)
+        vcodec.encode(clip, seeds[1], quality=3, intra_period=0, inter_weights=inter_weights, progress=False,
+                      scene_cuts=False)  # keep the P-frames: the fuzz target is their parser
     return seeds
 
 
