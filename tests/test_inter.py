@@ -62,9 +62,10 @@ def test_seek_into_a_gop_matches_full_decode(tmp_path, gop_clip, inter_weights):
 
 
 def test_p_frames_need_inter_weights(tmp_path, gop_clip, inter_weights):
-    with pytest.raises(vcodec.UserError, match="inter weights"):
-        vcodec.encode(gop_clip, tmp_path / "x.lvc", intra_period=4, inter_weights=tmp_path / "missing.pt",
-                      progress=False)
+    for period in (4, None):  # explicit or default intra period: a named file that is missing is an error
+        with pytest.raises(vcodec.UserError, match="inter weights"):
+            vcodec.encode(gop_clip, tmp_path / "x.lvc", intra_period=period, inter_weights=tmp_path / "missing.pt",
+                          progress=False)
     stream = tmp_path / "p.lvc"
     vcodec.encode(gop_clip, stream, intra_period=0, inter_weights=inter_weights, progress=False, frames=2,
                   scene_cuts=False)

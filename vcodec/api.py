@@ -99,13 +99,15 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     if bitrate is not None and bitrate <= 0:
         raise UserError("--bitrate must be a positive number of kbps")
     quality = DEFAULT_QUALITY if quality is None else quality
+    if inter_weights is not None and not inter_available(inter_weights):
+        raise UserError(f"inter weights {inter_weights} do not exist")
     if intra_period is None:
         intra_period = default_intra_period(inter_weights)
     if intra_period < 0:
         raise UserError("--intra-period must be >= 0")
     if intra_period != 1 and not inter_available(inter_weights):
-        raise UserError("P-frames need inter weights (none shipped in this version): use --intra-period 1 "
-                        "or pass --inter-weights")
+        raise UserError("P-frames need inter weights and this install has none: use --intra-period 1 or pass "
+                        "--inter-weights")
     if frames is not None and frames < 1:
         raise UserError("--frames must be at least 1")
     dev = resolve_device(device)
