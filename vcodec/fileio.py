@@ -32,17 +32,20 @@ def check_output(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
 def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `output`; rename it into place only on success."""
     out = Path(output)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.resolve().parent)
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    tmp_path: Path | None = None
+    try:  # one try from creation on: an interrupt right after mkstemp must not leave the file behind
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}",
+                                       dir=out.resolve().parent)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror}") from None
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         os.replace(tmp_path, out)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
