@@ -8,7 +8,6 @@ import torch
 
 import vcodec
 from tests.conftest import crop, write_clip
-from vcodec.codec import is_keyframe
 from vcodec.models.flow import warp
 from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.video import read_frames
@@ -30,12 +29,6 @@ def inter_weights(tmp_path_factory):
 def gop_clip(tmp_path_factory, sample_frames):
     path = tmp_path_factory.mktemp("gop") / "gop.mkv"
     return write_clip(path, [crop(f, 96, 64) for f in sample_frames[:6]])
-
-
-def test_gop_structure():
-    assert [is_keyframe(i, 3) for i in range(7)] == [True, False, False, True, False, False, True]
-    assert [is_keyframe(i, 0) for i in range(3)] == [True, False, False]
-    assert all(is_keyframe(i, 1) for i in range(3))
 
 
 def test_p_frames_roundtrip_bit_exact(tmp_path, gop_clip, inter_weights):

@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vcodec.color import frame_to_tensor  # noqa: E402
+from vcodec.metrics import yuv_mse  # noqa: E402
 from vcodec.models.flow import warp  # noqa: E402
 from vcodec.models.hyperprior import PAD, pad_to  # noqa: E402
 from vcodec.models.inter import InterCodec  # noqa: E402
-from vcodec.training.keyframe import yuv_mse  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 
 

@@ -21,6 +21,7 @@ import torch
 from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, quantize_tensor, tensor_to_frame
 from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.errors import StreamError
+from vcodec.metrics import yuv_mse
 from vcodec.models.inter import InterCodec
 from vcodec.models.keyframe import KeyframeCodec
 from vcodec.ratecontrol import RateController
@@ -50,21 +51,10 @@ def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[byte
     return parts
 
 
-def is_keyframe(index: int, intra_period: int) -> bool:
-    """GOP structure: intra period N puts a keyframe every N frames; 0 means only the first."""
-    return index == 0 if intra_period == 0 else index % intra_period == 0
-
-
 @dataclass
 class Coded:
     packet: Packet
     recon: YUVFrame
-
-
-def mse_yuv(a: torch.Tensor, b: torch.Tensor) -> float:
-    """(6 MSE-Y + MSE-U + MSE-V) / 8 of two (1, 6, h, w) 4:2:0 tensors: the weighting of PSNR-YUV."""
-    d = (a.double() - b.double()) ** 2
-    return float((6 * d[:, :4].mean() + d[:, 4].mean() + d[:, 5].mean()) / 8)
 
 
 class FrameEncoder:
@@ -102,6 +92,7 @@ class FrameEncoder:
 
     def encode(self, frame: YUVFrame, index: int) -> Coded:
         x = frame_to_tensor(frame).to(self.device)
+        intra_cost = None
         if self.keyframe_due(index):
             packet, x_hat = self._encode_intra(x, index)
         else:
@@ -110,12 +101,13 @@ class FrameEncoder:
                 cost = self._rd_cost(packet, x_hat, x)
                 if cost > self._last_key_cost / 2:
                     intra, intra_hat = self._encode_intra(x, index)
-                    if self._rd_cost(intra, intra_hat, x) < cost:
+                    intra_cost = self._rd_cost(intra, intra_hat, x)
+                    if intra_cost < cost:
                         packet, x_hat = intra, intra_hat
         if packet.frame_type == FRAME_I:
             self._last_key = index
             if self.scene_cuts:
-                self._last_key_cost = self._rd_cost(packet, x_hat, x)
+                self._last_key_cost = intra_cost if intra_cost is not None else self._rd_cost(packet, x_hat, x)
         recon = tensor_to_frame(x_hat, frame.width, frame.height)
         packet.recon_hash = frame_hash(recon.tobytes())
         if self.inter is not None:
@@ -124,7 +116,8 @@ class FrameEncoder:
 
     def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor) -> float:
         lam = float(self.keyframe.lmbda(torch.tensor([packet.quality])))
-        return 8 * packet.size + lam * 255**2 * mse_yuv(quantize_tensor(x_hat), x) * 4 * x.shape[-2] * x.shape[-1]
+        mse = float(yuv_mse(quantize_tensor(x_hat).double(), x.double()))
+        return 8 * packet.size + lam * 255**2 * mse * 4 * x.shape[-2] * x.shape[-1]
 
     def _encode_intra(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
         y0 = self.keyframe.analysis(x)

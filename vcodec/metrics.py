@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from vcodec.color import YUVFrame, yuv420_to_rgb
 
@@ -18,6 +19,13 @@ MAX_PSNR = 100.0  # reported for identical planes
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return MAX_PSNR if mse == 0 else min(MAX_PSNR, 10 * math.log10(255.0**2 / mse))
+
+
+def yuv_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample (6 MSE-Y + MSE-U + MSE-V) / 8 of (n, 6, h, w) 4:2:0 tensors: the weighting of PSNR-YUV,
+    shared by the training losses and the encoder's rate-distortion decisions."""
+    se = (x_hat - x) ** 2
+    return (6 * se[:, :4].mean((1, 2, 3)) + se[:, 4].mean((1, 2)) + se[:, 5].mean((1, 2))) / 8
 
 
 def frame_psnr(ref: YUVFrame, test: YUVFrame) -> dict[str, float]:

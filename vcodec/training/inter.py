@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from vcodec.color import quantize_tensor
+from vcodec.metrics import yuv_mse
 from vcodec.models.flow import warp
 from vcodec.models.inter import FLOW_SCALE, InterCodec
 from vcodec.models.keyframe import KeyframeCodec
-from vcodec.training.keyframe import yuv_mse
 
 
 def charbonnier(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -6,13 +6,8 @@ import math
 
 import torch
 
+from vcodec.metrics import yuv_mse
 from vcodec.models.keyframe import KeyframeCodec
-
-
-def yuv_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample (6*MSE_Y + MSE_U + MSE_V) / 8 on 6-channel 4:2:0 tensors, the PSNR-YUV weighting."""
-    se = (x_hat - x) ** 2
-    return (6 * se[:, :4].mean((1, 2, 3)) + se[:, 4].mean((1, 2)) + se[:, 5].mean((1, 2))) / 8
 
 
 def rd_loss(model: KeyframeCodec, x: torch.Tensor, q: torch.Tensor,

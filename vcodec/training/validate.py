@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from vcodec.metrics import yuv_mse
 from vcodec.models.keyframe import KeyframeCodec
 from vcodec.training.data import load_video_frames
-from vcodec.training.keyframe import yuv_mse
 
 
 class KeyframeValidator:
