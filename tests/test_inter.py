@@ -153,7 +153,7 @@ def test_inter_entropy_parameters_are_exact(inter_weights):
 
 
 def test_p_frame_symbols_identical_with_one_and_two_threads(tmp_path, gop_clip, inter_weights):
-    from vcodec.codec import unpack_substreams
+    from vcodec.codec import unpack_payload
     from vcodec.stream import FRAME_P, StreamReader
     from vcodec.zoo import load_inter
 
@@ -168,10 +168,47 @@ def test_p_frame_symbols_identical_with_one_and_two_threads(tmp_path, gop_clip, 
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            parts = [unpack_substreams(p.payload, 4, p.frame_index) for p in packets]
+            parts = [unpack_payload(p)[1] for p in packets]
             results.append([(model.motion.decompress_latents(a, b, 32, 48),
                              model.residual.decompress_latents(c, d, 32, 48)) for a, b, c, d in parts])
     finally:
         torch.set_num_threads(threads)
     for (m1, r1), (m2, r2) in zip(*results):
         assert torch.equal(m1, m2) and torch.equal(r1, r2)
+
+
+def test_global_motion_is_the_median_in_eighth_pixels():
+    from vcodec.models.inter import global_motion, motion_field
+
+    flow = torch.empty(1, 2, 16, 16)
+    flow[:, 0], flow[:, 1] = 6.3, -2.1  # background
+    flow[:, :, :6, :6] = 0.0  # a foreground object moving otherwise does not pull the estimate
+    units = global_motion(flow)
+    assert units.tolist() == [[50, -17]]  # 6.3 * 8 = 50.4, -2.1 * 8 = -16.8
+    assert motion_field(units).flatten().tolist() == [6.25, -2.125]
+
+
+def test_p_packet_carries_the_global_motion_of_a_pan(sample_frames, inter_weights):
+    from vcodec.codec import FrameDecoder, FrameEncoder, unpack_payload
+    from vcodec.color import frame_to_tensor, tensor_to_frame
+    from vcodec.zoo import load_inter, load_keyframe
+
+    img = frame_to_tensor(crop(sample_frames[0], 256, 192))
+    frames = [tensor_to_frame(t, 256, 192) for t in (img, torch.roll(img, shifts=(2, -5), dims=(-2, -1)))]
+    keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
+    enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False)
+    coded = [enc.encode(f, i) for i, f in enumerate(frames)]
+    (dx, dy), _ = unpack_payload(coded[1].packet)
+    assert abs(dx - 5 * 8) <= 3 and abs(dy + 2 * 8) <= 3  # content moved left 5, down 2 (half-res pixels)
+    dec = FrameDecoder(keyframe, 256, 192, torch.device("cpu"), inter)
+    for c in coded:
+        assert dec.decode(c.packet).tobytes() == c.recon.tobytes()
+
+
+def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():
+    from vcodec.codec import unpack_payload
+    from vcodec.errors import StreamError
+    from vcodec.stream import FRAME_P, Packet
+
+    with pytest.raises(StreamError, match="frame 7: payload ends inside the global motion"):
+        unpack_payload(Packet(FRAME_P, 7, 3.0, b"\x01"))

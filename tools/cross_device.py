@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import vcodec  # noqa: E402
-from vcodec.codec import SUBSTREAMS, unpack_substreams  # noqa: E402
+from vcodec.codec import unpack_payload  # noqa: E402
 from vcodec.color import chroma_size  # noqa: E402
 from vcodec.metrics import psnr  # noqa: E402
 from vcodec.stream import FRAME_I, StreamReader  # noqa: E402
@@ -41,7 +41,7 @@ def parsed_latents(stream: Path, device: str) -> list[list[torch.Tensor]]:
     with StreamReader(stream) as r:
         cw, ch = chroma_size(r.header.width, r.header.height)
         for p in r.packets():
-            parts = unpack_substreams(p.payload, SUBSTREAMS[p.frame_type], p.frame_index)
+            _, parts = unpack_payload(p)
             if p.frame_type == FRAME_I:
                 out.append([key.decompress_latents(parts[0], parts[1], ch, cw).cpu()])
             else:

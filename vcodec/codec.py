@@ -28,12 +28,30 @@ from vcodec.ratecontrol import RateController
 from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
 
 _LEN = struct.Struct("<I")
+_GLOBAL_MOTION = struct.Struct("<hh")
 SUBSTREAMS = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 
 
 def pack_substreams(parts: list[bytes]) -> bytes:
     """Every substream but the last is prefixed by its u32 length; the last runs to the end."""
     return b"".join(_LEN.pack(len(p)) + p for p in parts[:-1]) + parts[-1]
+
+
+def pack_p_payload(global_motion: tuple[int, int], parts: list[bytes]) -> bytes:
+    """A P-frame payload: the global motion (two int16, 1/8 px) ahead of its four substreams."""
+    return _GLOBAL_MOTION.pack(*global_motion) + pack_substreams(parts)
+
+
+def unpack_payload(packet: Packet) -> tuple[tuple[int, int], list[bytes]]:
+    """(global motion, substreams) of a packet; keyframes have no global motion, (0, 0)."""
+    payload = packet.payload
+    global_motion = (0, 0)
+    if packet.frame_type == FRAME_P:
+        if len(payload) < _GLOBAL_MOTION.size:
+            raise StreamError(f"frame {packet.frame_index}: payload ends inside the global motion field")
+        global_motion = _GLOBAL_MOTION.unpack_from(payload)
+        payload = payload[_GLOBAL_MOTION.size :]
+    return global_motion, unpack_substreams(payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
 
 
 def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[bytes]:
@@ -49,6 +67,14 @@ def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[byte
         pos += n
     parts.append(payload[pos:])
     return parts
+
+
+@dataclass
+class ParsedFrame:
+    """What parsing a packet yields: the exact side information and the entropy-decoded latents."""
+
+    global_motion: tuple[int, int]
+    latents: list[torch.Tensor]
 
 
 @dataclass
@@ -140,7 +166,7 @@ class FrameEncoder:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
         lat = self.inter.compress(x, self.reference, quality)
         parts = [lat.motion.z_bytes, lat.motion.y_bytes, lat.residual.z_bytes, lat.residual.y_bytes]
-        packet = Packet(FRAME_P, index, quality, pack_substreams(parts))
+        packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, parts))
         if self.rate is not None:
             real = 8 * (packet.size + INDEX_ENTRY_BYTES)
             target = self.rate.target()
@@ -160,28 +186,30 @@ class FrameDecoder:
         self.half_w, self.half_h = chroma_size(width, height)
         self.reference: torch.Tensor | None = None
 
-    def parse(self, packet: Packet) -> list[torch.Tensor]:
+    def parse(self, packet: Packet) -> ParsedFrame:
         """Entropy-decode a packet's latents. Independent of other frames, so it can run ahead of
         `reconstruct` (in another thread) while the previous frame is being synthesized."""
-        parts = unpack_substreams(packet.payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
+        global_motion, parts = unpack_payload(packet)
         try:
             if packet.frame_type == FRAME_I:
-                return [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h, self.half_w)]
+                return ParsedFrame((0, 0), [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h,
+                                                                             self.half_w)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
-            return list(self.inter.parse(*parts, self.half_h, self.half_w))
+            return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w)))
         except EntropyDecodeError as exc:
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
 
-    def reconstruct(self, packet: Packet, latents: list[torch.Tensor]) -> YUVFrame:
+    def reconstruct(self, packet: Packet, parsed: ParsedFrame) -> YUVFrame:
         """Synthesize the frame from parsed latents (and, for P-frames, the previous frame)."""
+        latents = parsed.latents
         if packet.frame_type == FRAME_I:
             x_hat = self.keyframe.synthesize(latents[0].to(self.device), packet.quality, self.half_h, self.half_w)
         else:
             assert self.inter is not None
             if self.reference is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
-            x_hat = self.inter.reconstruct(*latents, self.reference, packet.quality).clamp(0, 1)
+            x_hat = self.inter.reconstruct(parsed.global_motion, *latents, self.reference, packet.quality).clamp(0, 1)
         frame = tensor_to_frame(x_hat, self.width, self.height)
         if self.inter is not None:
             self.reference = frame_to_tensor(frame).to(self.device)

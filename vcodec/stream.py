@@ -19,7 +19,7 @@ from typing import BinaryIO
 from vcodec.errors import StreamError
 
 MAGIC = b"\x89LVC\r\n\x1a\n"
-VERSION = (1, 1)  # (major, minor): a reader accepts its own major and any minor
+VERSION = (2, 0)  # (major, minor): a reader accepts its own major and any minor
 # Minor versions only append fields to the header body; readers ignore what they do not know.
 END_MAGIC = b"LVC-END!"
 PACKET_SYNC = b"PK"
@@ -53,7 +53,7 @@ class StreamHeader:
     color_transfer: int = 2
     color_matrix: int = 2
     color_range: int = 0
-    rotation: int = 0  # display rotation in degrees (counter-clockwise), from the source (1.1+)
+    rotation: int = 0  # display rotation in degrees (counter-clockwise), from the source
     version: tuple[int, int] = VERSION
 
     def pack(self) -> bytes:
@@ -94,7 +94,7 @@ class StreamHeader:
                 struct.unpack_from("<B32s", body, _HEADER_FIXED.size + 1 + 33 * i) for i in range(n_models)
             ]
             rest = _HEADER_FIXED.size + 1 + 33 * n_models
-            (rotation,) = struct.unpack_from("<h", body, rest) if minor >= 1 else (0,)
+            (rotation,) = struct.unpack_from("<h", body, rest)
         except struct.error:
             raise StreamError("header corrupted (fields do not fit its length)") from None
         w, h, fn, fd, count, pix, prim, trc, mat, rng, period, qcode, coder_id = fields

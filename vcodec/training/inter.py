@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from vcodec.color import quantize_tensor
 from vcodec.metrics import yuv_mse
 from vcodec.models.flow import warp
-from vcodec.models.inter import FLOW_SCALE, InterCodec
+from vcodec.models.inter import FLOW_SCALE, InterCodec, global_motion, motion_field
 from vcodec.models.keyframe import KeyframeCodec
 
 
@@ -99,8 +99,9 @@ def motion_loss(model: InterCodec, q: torch.Tensor, step: int, seed: int = 0, si
     """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     flow = random_flow(q.shape[0], size, size, generator).to(q.device)
-    out = model.motion(flow * (1 / FLOW_SCALE), q)
-    flow_hat = out["x_hat"] * FLOW_SCALE
+    g = motion_field(global_motion(flow)).to(q.device)  # as in InterCodec: the codec sees flow - global motion
+    out = model.motion((flow - g) * (1 / FLOW_SCALE), q)
+    flow_hat = out["x_hat"] * FLOW_SCALE + g
     bpp = _bits([out["y_likelihood"], out["z_likelihood"]]) / (4 * size * size)
     epe2 = ((flow_hat - flow) ** 2).sum(1).mean((1, 2))
     loss = (model.lmbda(q) * 255**2 * flow_weight * epe2 + bpp).mean()
