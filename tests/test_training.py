@@ -57,6 +57,17 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path, tiny_config):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_config):
+    """--precision bf16 really changes the arithmetic (the weights differ from an fp32 run of the same
+    steps) and keeps the parameters float32 and finite."""
+    for precision in ("fp32", "bf16"):
+        train_main([str(tiny_config), "--run-dir", str(tmp_path / precision), "--steps", "2", "--quiet",
+                    "--precision", precision])
+    fp32, bf16 = _weights(tmp_path / "fp32"), _weights(tmp_path / "bf16")
+    assert all(t.dtype == fp32[k].dtype and torch.isfinite(t).all() for k, t in bf16.items())
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
+
+
 def test_export_is_loadable_and_codes(tmp_path, tiny_config, sample_frames):
     out = tmp_path / "tiny.pt"
     train_main([str(tiny_config), "--run-dir", str(tmp_path / "r"), "--steps", "2", "--quiet",

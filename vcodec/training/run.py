@@ -85,7 +85,10 @@ def parser() -> argparse.ArgumentParser:
                          "repeatable, later ones win")
     ap.add_argument("--export", type=Path, help="export the EMA weights here when done")
     ap.add_argument("--threads", type=int, help="torch CPU threads per process")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on CUDA)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="bf16 autocast (parameters, optimizer and likelihoods stay float32) or plain fp32; "
+                         "auto: bf16 on CUDA, fp32 on CPU (docs/TRAINING.md has CPU timings)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -180,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             return flow_loss(model, x, step, seed, float(train_cfg.get("photometric_weight", 10.0)))
         return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward)
 
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.startswith("cuda"))
+
     def step_fn(step: int):
-        if not device.startswith("cuda"):
-            return losses(step)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             return losses(step)
 
     validate, val_cfg = None, cfg.get("validation", {})
