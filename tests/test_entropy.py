@@ -112,3 +112,18 @@ def test_symbols_identical_with_one_and_two_threads(sample_frames):
         torch.set_num_threads(threads)
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], latents.y_hat)
     assert np.isfinite(results[0].numpy()).all()
+
+
+def test_hyper_latents_beyond_exact_range_are_a_stream_error():
+    """A corrupted stream can carry escape values so large that the fixed-point hyper-synthesis would leave
+    its exact range: the decoder reports a damaged frame instead of crashing."""
+    from vcodec.codec import FrameDecoder, pack_substreams
+    from vcodec.errors import StreamError
+    from vcodec.stream import FRAME_I, Packet
+
+    model = load_keyframe().model
+    z = torch.full((1, model.n, 1, 1), 2**40, dtype=torch.long)
+    z_bytes = coder.encode(z, model._z_table_ids(z), model.z_tables)
+    packet = Packet(FRAME_I, 5, 3.0, pack_substreams([z_bytes, b"\0\0\0\0"]))
+    with pytest.raises(StreamError, match="frame 5: entropy decoding failed"):
+        FrameDecoder(model, 32, 32, torch.device("cpu")).parse(packet)

@@ -20,6 +20,7 @@ import torch
 
 from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, quantize_tensor, tensor_to_frame
 from vcodec.entropy.coder import EntropyDecodeError
+from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
 from vcodec.models.inter import InterCodec
@@ -197,7 +198,7 @@ class FrameDecoder:
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
             return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w)))
-        except EntropyDecodeError as exc:
+        except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
 
     def reconstruct(self, packet: Packet, parsed: ParsedFrame) -> YUVFrame:
