@@ -39,7 +39,8 @@ def real_symbols(video: Path, frames: int, quality: float):
             x = pad_to(frame_to_tensor(frame), PAD)
             y = model.g_a(x) * model.gain(torch.tensor([quality]))
             z = torch.round(model.h_a(y))
-            means, idx = model.entropy_parameters(z)
+            means, scales = model.entropy_parameters(z)
+            idx = model.scale_index(scales)
             syms.append(torch.round(y.double() - means).long().reshape(-1))
             ids.append(idx.reshape(-1))
     return torch.cat(syms), torch.cat(ids), model.y_tables

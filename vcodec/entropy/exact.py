@@ -27,13 +27,18 @@ class ExactnessError(RuntimeError):
 
 
 class ExactHyperSynthesis:
-    """Fixed-point copy of a Sequential of Conv2d / ConvTranspose2d / ReLU layers."""
+    """Fixed-point copy of a Sequential of Conv2d / ConvTranspose2d / ReLU layers.
+
+    Also serves the checkerboard context model (vcodec.models.context), whose
+    masked convolution contributes its masked weights.
+    """
 
     def __init__(self, net: nn.Sequential):
         self.layers: list[tuple[str, torch.Tensor | None, torch.Tensor | None, dict]] = []
         for m in net:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                w = torch.round(m.weight.detach().double() * 2**WEIGHT_BITS)
+                weight = m.masked_weight() if hasattr(m, "masked_weight") else m.weight
+                w = torch.round(weight.detach().double() * 2**WEIGHT_BITS)
                 b = m.bias.detach().double() if m.bias is not None else torch.zeros(w.shape[0])
                 kind = "conv" if isinstance(m, nn.Conv2d) else "deconv"
                 opts = {"stride": m.stride, "padding": m.padding}
@@ -45,14 +50,17 @@ class ExactHyperSynthesis:
             else:
                 raise TypeError(f"layer {type(m).__name__} has no exact integer form")
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """Integer-valued z -> output as exact multiples of 2**-ACT_BITS (float64).
+    def __call__(self, z: torch.Tensor, input_frac: int = 0) -> torch.Tensor:
+        """z, a multiple of 2**-input_frac -> output as exact multiples of 2**-ACT_BITS (float64).
 
-        z is rounded first: it is integer by construction, and rounding makes the
-        result independent of how the caller happened to represent it.
+        The hyper-synthesis takes the integer hyper-latent (input_frac 0); the
+        context model takes decoded latents, integers plus means on the ACT_BITS
+        grid. The input is rounded onto its grid first: it lies there by
+        construction, and rounding makes the result independent of how the caller
+        happened to represent it.
         """
-        a = torch.round(z.double())
-        frac = 0  # fractional bits of the current activation
+        a = torch.round(z.double() * 2.0**input_frac)
+        frac = input_frac  # fractional bits of the current activation
         for kind, w, b, opts in self.layers:
             if kind == "relu":
                 a = torch.relu(a)

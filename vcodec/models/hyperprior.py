@@ -14,6 +14,7 @@ log-linearly, so one model covers a continuous rate range.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,10 +22,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vcodec.entropy import coder
-from vcodec.entropy.exact import ExactHyperSynthesis
+from vcodec.entropy.exact import ACT_BITS, ExactHyperSynthesis
 from vcodec.entropy.models import FactorizedPrior, gaussian_likelihood, scale_indices
 from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_tables
 from vcodec.layers import GDN, conv, deconv
+from vcodec.models.context import CheckerboardContext, anchor_mask
 
 PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
 # Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
@@ -93,6 +95,11 @@ def log_interp(log_table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return log_table[lo] * (1 - t) + log_table[lo + 1] * t
 
 
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding in the forward pass, identity in the backward pass (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
 class GainUnit(nn.Module):
     """Per-quality channel gains, interpolated log-linearly for fractional quality."""
 
@@ -105,7 +112,8 @@ class GainUnit(nn.Module):
 
 
 class MeanScaleHyperprior(nn.Module):
-    def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, out_ch: int | None = None):
+    def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, out_ch: int | None = None,
+                 context: bool = False):
         super().__init__()
         out_ch = out_ch or in_ch
         self.n, self.m = n, m
@@ -123,6 +131,8 @@ class MeanScaleHyperprior(nn.Module):
             deconv(n, m), nn.ReLU(inplace=True), deconv(m, m), nn.ReLU(inplace=True), conv(m, 2 * m, 3, 1)
         )
         self.z_prior = FactorizedPrior(n)
+        # Optional checkerboard context (vcodec.models.context): y is then coded in two halves.
+        self.context = CheckerboardContext(m) if context else None
         levels = len(init_log_gain)
         self.gain = GainUnit(levels, m, init_log_gain)
         self.inverse_gain = GainUnit(levels, m, -init_log_gain)
@@ -130,6 +140,7 @@ class MeanScaleHyperprior(nn.Module):
         self.z_tables: SymbolTables | None = None
         self.y_tables: SymbolTables | None = None
         self._exact_hs: ExactHyperSynthesis | None = None
+        self._exact_context: ExactHyperSynthesis | None = None
 
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -137,10 +148,16 @@ class MeanScaleHyperprior(nn.Module):
         y = self.g_a(x) * self.gain(q)
         z = self.h_a(y)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        z_hat = z + (torch.round(z) - z).detach()
+        z_hat = _ste_round(z)
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        if self.context is not None:
+            # Anchors are quantized around the hyperprior's means; the rest see them through the context.
+            anchors = anchor_mask(*y.shape[-2:], device=y.device)
+            y_anchor = (means + _ste_round(y - means)) * anchors
+            d_means, d_scales = self.context(y_anchor).chunk(2, dim=1)
+            means, scales = means + d_means * ~anchors, scales + d_scales * ~anchors
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
+        y_hat = means + _ste_round(y - means)
         x_hat = self.g_s(y_hat * self.inverse_gain(q))
         # Likelihoods in float32 even under bf16 autocast: tail probabilities need the precision.
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -153,12 +170,12 @@ class MeanScaleHyperprior(nn.Module):
         """Build the integer coding tables from the current float entropy models."""
         self.z_tables = self.z_prior.tables()
         self.y_tables = gaussian_tables(self.scale_table)
-        self._exact_hs = None
+        self._exact_hs = self._exact_context = None
 
     def load_tables(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         self.z_tables = SymbolTables(**state["z"])
         self.y_tables = SymbolTables(**state["y"])
-        self._exact_hs = None
+        self._exact_hs = self._exact_context = None
 
     def tables_state(self) -> dict[str, dict[str, torch.Tensor]]:
         assert self.z_tables is not None and self.y_tables is not None
@@ -170,12 +187,25 @@ class MeanScaleHyperprior(nn.Module):
         return self.z_tables, self.y_tables
 
     def entropy_parameters(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scale indices) from integer z, computed exactly (see entropy/exact.py)."""
+        """Raw (means, scales) from integer z, computed exactly (see entropy/exact.py)."""
         if self._exact_hs is None:
             self._exact_hs = ExactHyperSynthesis(self.h_s)
-        params = self._exact_hs(z_sym)
-        means, scales = params.chunk(2, dim=1)
-        return means, scale_indices(scales.cpu(), self.scale_table)
+        means, scales = self._exact_hs(z_sym).chunk(2, dim=1)
+        return means, scales
+
+    def context_parameters(self, means: torch.Tensor, scales: torch.Tensor,
+                           y_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-anchors' (means, scales): the hyperprior's plus the exact context correction computed
+        from the decoded anchors (zero elsewhere); anchors keep the hyperprior's."""
+        assert self.context is not None
+        if self._exact_context is None:
+            self._exact_context = ExactHyperSynthesis(self.context.net)
+        d_means, d_scales = self._exact_context(y_anchor, input_frac=ACT_BITS).chunk(2, dim=1)
+        non_anchor = ~anchor_mask(*means.shape[-2:], device=means.device)
+        return means + d_means * non_anchor, scales + d_scales * non_anchor
+
+    def scale_index(self, scales: torch.Tensor) -> torch.Tensor:
+        return scale_indices(scales.cpu(), self.scale_table)
 
     @staticmethod
     def _z_table_ids(z_sym: torch.Tensor) -> torch.Tensor:
@@ -192,11 +222,25 @@ class MeanScaleHyperprior(nn.Module):
         return self.g_a(pad_to(x, PAD))
 
     def _symbols(self, y0: torch.Tensor, quality: float):
-        y = y0 * self.gain(self.quality_tensor(quality, y0.device))
-        z_sym = torch.round(self.h_a(y)).cpu().long()
-        means, idx = self.entropy_parameters(z_sym.to(y0.device))
-        y_sym = torch.round(y.double() - means).cpu().long()
-        return z_sym, means, idx, y_sym
+        """(z symbols, final means, scale indices, y symbols) of the analysis output at `quality`."""
+        y = (y0 * self.gain(self.quality_tensor(quality, y0.device))).double()
+        z_sym = torch.round(self.h_a(y.float())).cpu().long()
+        means, scales = self.entropy_parameters(z_sym.to(y0.device))
+        y_sym = torch.round(y - means)
+        if self.context is not None:
+            anchors = anchor_mask(*y.shape[-2:], device=y.device)
+            means, scales = self.context_parameters(means, scales, (y_sym + means) * anchors)
+            y_sym = torch.where(anchors, y_sym, torch.round(y - means))
+        return z_sym, means, self.scale_index(scales), y_sym.cpu().long()
+
+    def _code_y(self, y_sym: torch.Tensor, idx: torch.Tensor, y_tables: SymbolTables) -> bytes:
+        """The y substream: one ANS stream, or with a context model the anchors' then the rest's,
+        the first prefixed by its u32 length (the decoder needs the anchors before the rest's tables)."""
+        if self.context is None:
+            return coder.encode(y_sym, idx, y_tables)
+        anchors = anchor_mask(*y_sym.shape[-2:]).expand(y_sym.shape)
+        first = coder.encode(y_sym[anchors], idx[anchors], y_tables)
+        return struct.pack("<I", len(first)) + first + coder.encode(y_sym[~anchors], idx[~anchors], y_tables)
 
     @torch.inference_mode()
     def estimate_bits(self, y0: torch.Tensor, quality: float) -> float:
@@ -211,7 +255,7 @@ class MeanScaleHyperprior(nn.Module):
         z_tables, y_tables = self._require_tables()
         z_sym, means, idx, y_sym = self._symbols(self.analysis(x) if y0 is None else y0, quality)
         z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), z_tables)
-        y_bytes = coder.encode(y_sym, idx, y_tables)
+        y_bytes = self._code_y(y_sym, idx, y_tables)
         y_hat = (y_sym.to(means.device).double() + means).float()
         return Latents(z_bytes, y_bytes, y_hat)
 
@@ -223,9 +267,23 @@ class MeanScaleHyperprior(nn.Module):
         z_shape = (1, self.n, hp // 32, wp // 32)
         z_sym = coder.decode(z_bytes, self._z_table_ids(torch.empty(z_shape)), z_tables)
         device = self.gain.log_gain.device
-        means, idx = self.entropy_parameters(z_sym.to(device))
-        y_sym = coder.decode(y_bytes, idx, y_tables)
-        return (y_sym.to(device).double() + means).float()
+        means, scales = self.entropy_parameters(z_sym.to(device))
+        if self.context is None:
+            y_sym = coder.decode(y_bytes, self.scale_index(scales), y_tables)
+            return (y_sym.to(device).double() + means).float()
+        if len(y_bytes) < 4:
+            raise coder.EntropyDecodeError("y substream shorter than its anchor length field")
+        (n_first,) = struct.unpack_from("<I", y_bytes)
+        if 4 + n_first > len(y_bytes):
+            raise coder.EntropyDecodeError("anchor part length exceeds the y substream")
+        anchors = anchor_mask(*means.shape[-2:], device=device).expand(means.shape)
+        y_sym = torch.zeros(means.shape, dtype=torch.float64, device=device)
+        idx = self.scale_index(scales)
+        y_sym[anchors] = coder.decode(y_bytes[4 : 4 + n_first], idx[anchors.cpu()], y_tables).to(device).double()
+        means, scales = self.context_parameters(means, scales, (y_sym + means) * anchors)
+        idx = self.scale_index(scales)
+        y_sym[~anchors] = coder.decode(y_bytes[4 + n_first :], idx[~anchors.cpu()], y_tables).to(device).double()
+        return (y_sym + means).float()
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, quality: float, height: int, width: int) -> torch.Tensor:

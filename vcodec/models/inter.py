@@ -68,6 +68,7 @@ class InterConfig(LadderConfig):
     refine_width: int = 64
     flow_width: int = 32
     flow_levels: int = 3
+    context: bool = False  # checkerboard context models in the motion and residual codecs
 
 
 class Refine(nn.Module):
@@ -100,9 +101,9 @@ class InterCodec(RateLadder, nn.Module):
         self.config = config = config or InterConfig()
         init = initial_log_gains(config.lambdas)
         self.flow_net = FlowNet(6, levels=config.flow_levels, width=config.flow_width)
-        self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init)
+        self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init, context=config.context)
         self.refine = Refine(config.refine_width)
-        self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init)
+        self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context)
         self._register_ladder(config.lambdas)
 
     def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:

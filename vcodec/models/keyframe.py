@@ -30,12 +30,13 @@ __all__ = ["DEFAULT_LAMBDAS", "KeyframeCodec", "KeyframeConfig", "Latents", "PAD
 class KeyframeConfig(LadderConfig):
     n: int = 128  # transform width
     m: int = 192  # latent channels
+    context: bool = False  # checkerboard context model (vcodec.models.context)
 
 
 class KeyframeCodec(RateLadder, MeanScaleHyperprior):
     def __init__(self, config: KeyframeConfig | None = None):
         config = config or KeyframeConfig()
-        super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas))
+        super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas), context=config.context)
         self.config = config
         self._register_ladder(config.lambdas)
 
