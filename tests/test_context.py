@@ -93,3 +93,22 @@ def test_training_pass_uses_the_context():
     loss.backward()
     assert model.context.net[-1].weight.grad.abs().sum() > 0
     assert model.context.net[0].weight.grad[:, :, 2, 2].abs().sum() == 0  # masked taps get no gradient
+
+
+def test_subgrid_evaluation_equals_the_full_resolution_network(image):
+    """The decoder's half-resolution form of the context network gives exactly the full network's output."""
+    from vcodec.entropy.exact import ACT_BITS, ExactHyperSynthesis
+    from vcodec.models.context import from_other_phases, to_anchor_phases
+
+    model = _codec(True)
+    with torch.no_grad():
+        for p in model.context.parameters():
+            p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    g = torch.Generator().manual_seed(5)
+    y = torch.round(torch.randn(1, SMALL.m, 8, 12, generator=g, dtype=torch.float64) * 2**ACT_BITS * 3) / 2**ACT_BITS
+    y = y * anchor_mask(8, 12)
+    full = ExactHyperSynthesis(model.context.net)(y, input_frac=ACT_BITS)
+    sub = from_other_phases(ExactHyperSynthesis(model.context.subgrid_net())(to_anchor_phases(y), input_frac=ACT_BITS))
+    assert torch.equal(full * ~anchor_mask(8, 12), sub)
+    with torch.no_grad():  # and the float network agrees up to the fixed-point rounding
+        assert torch.allclose(model.context(y.float()) * ~anchor_mask(8, 12), sub.float(), atol=0.05)

@@ -41,7 +41,7 @@ class ExactHyperSynthesis:
                 w = torch.round(weight.detach().double() * 2**WEIGHT_BITS)
                 b = m.bias.detach().double() if m.bias is not None else torch.zeros(w.shape[0])
                 kind = "conv" if isinstance(m, nn.Conv2d) else "deconv"
-                opts = {"stride": m.stride, "padding": m.padding}
+                opts = {"stride": m.stride, "padding": m.padding, "groups": m.groups}
                 if kind == "deconv":
                     opts["output_padding"] = m.output_padding
                 self.layers.append((kind, w, b, opts))

@@ -26,7 +26,7 @@ from vcodec.entropy.exact import ACT_BITS, ExactHyperSynthesis
 from vcodec.entropy.models import FactorizedPrior, gaussian_likelihood, scale_indices
 from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_tables
 from vcodec.layers import GDN, conv, deconv
-from vcodec.models.context import CheckerboardContext, anchor_mask
+from vcodec.models.context import CheckerboardContext, anchor_mask, from_other_phases, to_anchor_phases
 
 PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
 # Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
@@ -199,8 +199,9 @@ class MeanScaleHyperprior(nn.Module):
         from the decoded anchors (zero elsewhere); anchors keep the hyperprior's."""
         assert self.context is not None
         if self._exact_context is None:
-            self._exact_context = ExactHyperSynthesis(self.context.net)
-        d_means, d_scales = self._exact_context(y_anchor, input_frac=ACT_BITS).chunk(2, dim=1)
+            self._exact_context = ExactHyperSynthesis(self.context.subgrid_net())
+        corrections = self._exact_context(to_anchor_phases(y_anchor), input_frac=ACT_BITS)
+        d_means, d_scales = from_other_phases(corrections).chunk(2, dim=1)
         non_anchor = ~anchor_mask(*means.shape[-2:], device=means.device)
         return means + d_means * non_anchor, scales + d_scales * non_anchor
 
