@@ -143,9 +143,21 @@ class MeanScaleHyperprior(nn.Module):
         self._exact_context: ExactHyperSynthesis | None = None
 
     # ----------------------------------------------------------------- training
-    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _analyze(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """g_a; codecs conditioned on side information the decoder has (vcodec.models.conditional) override
+        this and `_synthesize`."""
+        if cond is not None:
+            raise TypeError(f"{type(self).__name__} takes no condition")
+        return self.g_a(x)
+
+    def _synthesize(self, y: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if cond is not None:
+            raise TypeError(f"{type(self).__name__} takes no condition")
+        return self.g_s(y)
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass: reconstruction and likelihoods with noise/STE quantization."""
-        y = self.g_a(x) * self.gain(q)
+        y = self._analyze(x, cond) * self.gain(q)
         z = self.h_a(y)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_hat = _ste_round(z)
@@ -158,7 +170,7 @@ class MeanScaleHyperprior(nn.Module):
             means, scales = means + d_means * ~anchors, scales + d_scales * ~anchors
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_hat = means + _ste_round(y - means)
-        x_hat = self.g_s(y_hat * self.inverse_gain(q))
+        x_hat = self._synthesize(y_hat * self.inverse_gain(q), cond)
         # Likelihoods in float32 even under bf16 autocast: tail probabilities need the precision.
         with torch.autocast(device_type=x.device.type, enabled=False):
             y_likelihood = gaussian_likelihood(y_noisy.float(), means.float(), scales.float())
@@ -218,9 +230,9 @@ class MeanScaleHyperprior(nn.Module):
         return torch.tensor([float(quality)], device=device)
 
     @torch.inference_mode()
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+    def analysis(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Quality-independent latent g_a(x); gains are applied per quality afterwards."""
-        return self.g_a(pad_to(x, PAD))
+        return self._analyze(pad_to(x, PAD), None if cond is None else pad_to(cond, PAD))
 
     def _symbols(self, y0: torch.Tensor, quality: float):
         """(z symbols, final means, scale indices, y symbols) of the analysis output at `quality`."""
@@ -251,10 +263,11 @@ class MeanScaleHyperprior(nn.Module):
         return z_tables.bits(z_sym, self._z_table_ids(z_sym)) + y_tables.bits(y_sym, idx)
 
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None) -> Latents:
+    def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None,
+                 cond: torch.Tensor | None = None) -> Latents:
         """(1, C, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x)."""
         z_tables, y_tables = self._require_tables()
-        z_sym, means, idx, y_sym = self._symbols(self.analysis(x) if y0 is None else y0, quality)
+        z_sym, means, idx, y_sym = self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
         z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), z_tables)
         y_bytes = self._code_y(y_sym, idx, y_tables)
         y_hat = (y_sym.to(means.device).double() + means).float()
@@ -287,7 +300,8 @@ class MeanScaleHyperprior(nn.Module):
         return (y_sym + means).float()
 
     @torch.inference_mode()
-    def synthesize(self, y_hat: torch.Tensor, quality: float, height: int, width: int) -> torch.Tensor:
-        """y_hat -> (1, C, height, width) reconstruction (unclamped)."""
+    def synthesize(self, y_hat: torch.Tensor, quality: float, height: int, width: int,
+                   cond: torch.Tensor | None = None) -> torch.Tensor:
+        """y_hat -> (1, C, height, width) reconstruction (unclamped); cond at the padded size."""
         q = self.quality_tensor(quality, y_hat.device)
-        return self.g_s(y_hat * self.inverse_gain(q))[:, :, :height, :width]
+        return self._synthesize(y_hat * self.inverse_gain(q), cond)[:, :, :height, :width]

@@ -5,8 +5,8 @@
     flow_hat = g + MotionCodec(flow − g)              learned motion coding (hyperprior)
     x̄ = warp(x̂_{t-1}, flow_hat)
     x̄ += Refine([x̄, x̂_{t-1}, flow_hat])              motion compensation
-    r̂ = ResidualCodec(x_t − x̄)                        learned residual coding (hyperprior)
-    x̂_t = x̄ + r̂
+    r̂ = ResidualCodec(x_t − x̄ | x̄)                    learned residual coding (hyperprior); with
+    x̂_t = x̄ + r̂                                         `conditional`, both transforms also see x̄
 
 The reference is always the decoder's previous reconstruction, and each
 sub-codec's entropy parameters depend only on its own hyper-latent, so a P-frame
@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from vcodec.layers import conv
+from vcodec.models.conditional import ConditionalHyperprior
 from vcodec.models.flow import FlowNet, warp
 from vcodec.models.hyperprior import (
     PAD,
@@ -69,6 +70,7 @@ class InterConfig(LadderConfig):
     flow_width: int = 32
     flow_levels: int = 3
     context: bool = False  # checkerboard context models in the motion and residual codecs
+    conditional: bool = False  # the residual codec also sees the prediction (vcodec.models.conditional)
 
 
 class Refine(nn.Module):
@@ -103,8 +105,16 @@ class InterCodec(RateLadder, nn.Module):
         self.flow_net = FlowNet(6, levels=config.flow_levels, width=config.flow_width)
         self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init, context=config.context)
         self.refine = Refine(config.refine_width)
-        self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context)
+        if config.conditional:
+            self.residual = ConditionalHyperprior(6, config.residual_n, config.residual_m, init, cond_ch=6,
+                                                  context=config.context)
+        else:
+            self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context)
         self._register_ladder(config.lambdas)
+
+    def _condition(self, pred: torch.Tensor) -> torch.Tensor | None:
+        """What the residual codec is conditioned on: the prediction, for a conditional residual codec."""
+        return pred if self.config.conditional else None
 
     def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄ from the reference and the decoded flow."""
@@ -118,7 +128,7 @@ class InterCodec(RateLadder, nn.Module):
         m = self.motion((flow - g) * (1 / FLOW_SCALE), q)
         flow_hat = m["x_hat"] * FLOW_SCALE + g
         pred = self.predict(ref, flow_hat)
-        r = self.residual(x - pred, q)
+        r = self.residual(x - pred, q, self._condition(pred))
         return {
             "x_hat": pred + r["x_hat"],
             "prediction": pred,
@@ -148,8 +158,9 @@ class InterCodec(RateLadder, nn.Module):
         motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), quality)
         gm = (int(units[0, 0]), int(units[0, 1]))
         pred = self._prediction(gm, motion.y_hat, refp, quality)
-        residual = self.residual.compress(xp - pred, quality)
-        x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:])
+        cond = self._condition(pred)
+        residual = self.residual.compress(xp - pred, quality, cond=cond)
+        x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
         return InterLatents(gm, motion, residual, x_hat[:, :, :h, :w])
 
     def _prediction(self, gm: tuple[int, int], motion_y_hat: torch.Tensor, refp: torch.Tensor,
@@ -172,7 +183,8 @@ class InterCodec(RateLadder, nn.Module):
         h, w = ref.shape[-2:]
         refp = pad_to(ref, PAD)
         pred = self._prediction(global_motion, motion_y_hat.to(ref.device), refp, quality)
-        x_hat = pred + self.residual.synthesize(residual_y_hat.to(ref.device), quality, *pred.shape[-2:])
+        x_hat = pred + self.residual.synthesize(residual_y_hat.to(ref.device), quality, *pred.shape[-2:],
+                                                cond=self._condition(pred))
         return x_hat[:, :, :h, :w]
 
     def decompress(self, global_motion: tuple[int, int], motion_z: bytes, motion_y: bytes, residual_z: bytes,
