@@ -193,8 +193,8 @@ class FrameDecoder:
         global_motion, parts = unpack_payload(packet)
         try:
             if packet.frame_type == FRAME_I:
-                return ParsedFrame((0, 0), [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h,
-                                                                             self.half_w)])
+                return ParsedFrame(global_motion, [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h,
+                                                                                    self.half_w)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
             return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w)))
