@@ -131,6 +131,11 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
             cells.append("n/a" if ratio is None else f"{ratio:.2f}")
             cells.append(" ".join(str(q.get("i_frames", "?")) for q in data[f"vcodec_ip{inter_periods[0]}"]["points"]))
             lines.append(f"| {clip} | " + " | ".join(cells) + " |")
+        means = []
+        for p in inter_periods:
+            vals = [d["inter_vs_intra"][str(p)]["bd_rate_psnr_yuv"] for d in report["clips"].values()]
+            means.append(None if None in vals else sum(vals) / len(vals))
+        lines.append("| **mean over eval clips** | " + " | ".join(fmt(m) for m in means) + " | | |")
         lines += ["", "vcodec's encoder codes a keyframe wherever one costs less than the P-frame in rate-distortion "
                   "terms (scene cuts, `vcodec encode --no-scene-cuts` turns it off); the keyframe counts above "
                   "include those and the one that starts the clip. The anchors place keyframes only at the intra "
