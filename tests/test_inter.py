@@ -43,6 +43,23 @@ def test_p_frames_roundtrip_bit_exact(tmp_path, gop_clip, inter_weights):
     assert len(read_frames(out)[0]) == 6
 
 
+def test_p_frames_with_context_models_roundtrip_bit_exact(tmp_path, gop_clip):
+    """Checkerboard context models in the motion and residual codecs (made non-trivial, as after
+    training): the decoder parses both halves of each latent and reproduces the encoder's frames."""
+    torch.manual_seed(1)
+    model = InterCodec(InterConfig(**{**TINY.__dict__, "context": True})).eval()
+    with torch.no_grad():
+        for sub in (model.motion, model.residual):
+            sub.context.net[-1].weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+    weights = tmp_path / "inter_context.pt"
+    save_weights(weights, model, {"note": "test model"})
+    stream = tmp_path / "ctx.lvc"
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=weights, progress=False,
+                  scene_cuts=False, frames=4)
+    assert [p["type"] for p in vcodec.info(stream).packets] == ["I", "P", "P", "P"]
+    vcodec.decode(stream, tmp_path / "ctx.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
+
+
 def test_seek_into_a_gop_matches_full_decode(tmp_path, gop_clip, inter_weights):
     stream = tmp_path / "p.lvc"
     vcodec.encode(gop_clip, stream, quality=2, intra_period=0, inter_weights=inter_weights, progress=False,

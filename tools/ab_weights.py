@@ -3,7 +3,8 @@
     python tools/ab_weights.py --inter-b runs/new_inter.pt [--frames 16] [--intra-period 32] [--jobs 2]
     python tools/ab_weights.py --keyframe-b runs/new_keyframe.pt --intra-period 1
 
-A is the shipped weights unless --keyframe-a / --inter-a name others. Both sides
+A is the shipped weights unless --keyframe-a / --inter-a name others; --effort-a / -b
+compare encoder-side refinement settings. Both sides
 encode and decode the same frames through the public API, so the numbers are
 those `tools/eval_rd.py` would report, without the anchors: the quick check
 that decides whether new weights ship.
@@ -12,8 +13,10 @@ that decides whether new weights ship.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -29,13 +32,16 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "
 
 
 def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
-            sides: dict[str, tuple[str | None, str | None]]) -> dict:
+            sides: dict[str, tuple[str | None, str | None, int]]) -> dict:
     """Points of both sides on one clip and B's BD-rate (PSNR-YUV) against A."""
     source, info = read_frames(src, max_frames=frames)
-    points = {name: vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter)["points"]
-              for name, (keyframe, inter) in sides.items()}
+    points, seconds = {}, {}
+    for name, (keyframe, inter, effort) in sides.items():
+        start = time.perf_counter()
+        points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort)["points"]
+        seconds[name] = time.perf_counter() - start
     bd = bd_entry(points["A"], points["B"])["bd_rate_psnr_yuv"]
-    return {"clip": src.stem, "bd_rate": bd, "points": points}
+    return {"clip": src.stem, "bd_rate": bd, "points": points, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inter-a")
     ap.add_argument("--keyframe-b")
     ap.add_argument("--inter-b")
+    ap.add_argument("--effort-a", type=int, default=0, help="encoder refinement steps for A (default 0)")
+    ap.add_argument("--effort-b", type=int, default=0, help="encoder refinement steps for B (default 0)")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
+    ap.add_argument("--json", type=Path, help="also write the settings and results here")
     args = ap.parse_args(argv)
     if not args.clips:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
         return 1
-    sides = {"A": (args.keyframe_a, args.inter_a), "B": (args.keyframe_b, args.inter_b)}
+    sides = {"A": (args.keyframe_a, args.inter_a, args.effort_a), "B": (args.keyframe_b, args.inter_b, args.effort_b)}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
                   sides=sides)
     if args.jobs > 1:
@@ -63,13 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         results = [job(src) for src in args.clips]
     for r in results:
         bd = "n/a (curves do not overlap)" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
-        print(f"{r['clip']}: BD-rate of B against A {bd}")
+        print(f"{r['clip']}: BD-rate of B against A {bd}; encode+decode+measure {r['seconds']['A']:.0f} s (A), "
+              f"{r['seconds']['B']:.0f} s (B)")
         for name in ("A", "B"):
             pts = ", ".join(f"q{p['quality']:g} {p['kbps']:.0f} kbps {p['psnr_yuv']:.2f} dB" for p in r["points"][name])
             print(f"  {name}: {pts}")
     values = [r["bd_rate"] for r in results if r["bd_rate"] is not None]
-    if values:
-        print(f"mean BD-rate of B against A: {statistics.mean(values):+.1f}% over {len(values)} clips")
+    mean = statistics.mean(values) if values else None
+    if mean is not None:
+        print(f"mean BD-rate of B against A: {mean:+.1f}% over {len(values)} clips")
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("clips", "json")}
+        args.json.write_text(json.dumps({"settings": settings, "threads": torch.get_num_threads(),
+                                         "results": results, "mean_bd_rate": mean}, indent=1))
     return 0
 
 

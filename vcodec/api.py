@@ -83,7 +83,8 @@ def default_intra_period(inter_weights: str | os.PathLike | None = None) -> int:
 def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float | None = None,
            intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
-           inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True) -> EncodeResult:
+           inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True,
+           effort: int = 0) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
@@ -91,7 +92,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     N puts a keyframe at most N frames apart (1 = all-intra, 0 = only the first
     frame); with `scene_cuts` (fixed quality only) a P-frame that would cost more
     than a keyframe in rate-distortion terms becomes one. P-frames need inter
-    weights (shipped, or `inter_weights`).
+    weights (shipped, or `inter_weights`). `effort` > 0 spends that many gradient
+    steps per frame refining its latents: fewer bits, slower encoding.
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -110,6 +112,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
                         "--inter-weights")
     if frames is not None and frames < 1:
         raise UserError("--frames must be at least 1")
+    if effort < 0:
+        raise UserError("--effort must be >= 0")
     dev = resolve_device(device)
     model = load_keyframe(weights, dev)
     inter = load_inter(inter_weights, dev) if intra_period != 1 else None
@@ -126,7 +130,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
-                               scene_cuts)
+                               scene_cuts, effort)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)

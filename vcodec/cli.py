@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-scene-cuts", dest="scene_cuts", action="store_false",
                    help="keyframes only where the intra period puts them (default: also where a keyframe "
                         "costs less than a P-frame)")
+    e.add_argument("--effort", type=int, default=0,
+                   help="refine each frame's latents with N gradient steps: fewer bits, much slower encoding "
+                        "(default 0; docs/RESULTS.md has the measured trade-off)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="compare_out", help="directory for results.json, results.csv, rd.png")
     c.add_argument("--at-bitrate", metavar="KBPS", help="also code vcodec and H.264 at this bitrate ('source' = "
                    "the input's own) and write side_by_side.png")
+    c.add_argument("--effort", type=int, default=0, help="vcodec encoder refinement steps per frame (see encode)")
     c.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     c.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
     c.add_argument("--quiet", action="store_true")
@@ -101,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "encode":
         options = dict(quality=args.quality, intra_period=args.intra_period, frames=args.frames, weights=args.weights,
                        device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights,
-                       scene_cuts=args.scene_cuts)
+                       scene_cuts=args.scene_cuts, effort=args.effort)
         if len(args.input) == 1 and not os.path.isdir(args.input[0]):
             results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
                         None)]
@@ -149,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
         for path in paths:
             out = args.out if len(paths) == 1 else os.path.join(args.out, Path(path).stem)
             r = run_compare(path, out, args.qualities, anchors, args.intra_period, args.frames, args.preset,
-                            args.weights, progress=not args.quiet, at_bitrate=at, inter_weights=args.inter_weights)
+                            args.weights, progress=not args.quiet, at_bitrate=at, inter_weights=args.inter_weights,
+                            effort=args.effort)
             results.append(r)
             print(format_table(r))
             print(r.sentence())

@@ -24,7 +24,8 @@ from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
 from vcodec.models.inter import InterCodec
-from vcodec.models.keyframe import KeyframeCodec
+from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
+from vcodec.models.refinement import refine_latent
 from vcodec.ratecontrol import RateController
 from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
 
@@ -97,17 +98,22 @@ class FrameEncoder:
     motion compensation fails. The next keyframe is then due `intra_period` frames
     later. To save time the keyframe is only tried when the P-frame's cost is
     more than half the last keyframe's.
+
+    `effort` > 0 refines each keyframe latent and P-frame residual latent with
+    that many gradient steps (vcodec.models.refinement): smaller streams, slower
+    encoding, the same decoder.
     """
 
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
                  rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
-                 scene_cuts: bool = True):
+                 scene_cuts: bool = True, effort: int = 0):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
         self.quality = stream_quality(quality)
         self.intra_period = intra_period
         self.scene_cuts = scene_cuts and rate is None
+        self.effort = effort
         self.reference: torch.Tensor | None = None
         self._p_quality: float | None = None
         self._last_key, self._last_key_cost = 0, 0.0
@@ -152,6 +158,9 @@ class FrameEncoder:
         if self.rate is not None:
             quality = stream_quality(self.rate.choose(lambda q: self.keyframe.estimate_bits(y0, q)))
             estimate = self.keyframe.estimate_bits(y0, quality)
+        if self.effort > 0:
+            lmbda = float(self.keyframe.lmbda(torch.tensor([quality])))
+            y0 = refine_latent(self.keyframe, pad_to(x, PAD), y0, quality, lmbda, self.effort)
         latents = self.keyframe.compress(x, quality, y0)
         x_hat = self.keyframe.synthesize(latents.y_hat, quality, x.shape[-2], x.shape[-1])
         packet = Packet(FRAME_I, index, quality, pack_substreams([latents.z_bytes, latents.y_bytes]))
@@ -165,7 +174,7 @@ class FrameEncoder:
         quality = self.quality
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
-        lat = self.inter.compress(x, self.reference, quality)
+        lat = self.inter.compress(x, self.reference, quality, self.effort)
         parts = [lat.motion.z_bytes, lat.motion.y_bytes, lat.residual.z_bytes, lat.residual.y_bytes]
         packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, parts))
         if self.rate is not None:

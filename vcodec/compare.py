@@ -79,7 +79,8 @@ class Comparison:
         return f"At equal PSNR-YUV, vcodec needs {abs(value):.0f}% {direction} bits than {anchor}{note}."
 
 
-def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None) -> list[dict]:
+def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None,
+                   effort: int = 0) -> list[dict]:
     clip = work / "source.mkv"
     with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
         for f in source:
@@ -88,7 +89,7 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
     for q in qualities:
         stream = work / f"vcodec_q{q}.lvc"
         api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False,
-                   inter_weights=inter_weights)
+                   inter_weights=inter_weights, effort=effort)
         back = work / f"vcodec_q{q}.y4m"
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
@@ -132,16 +133,17 @@ def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
 
 def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
                  weights: str | os.PathLike | None = None, bar=None,
-                 inter_weights: str | os.PathLike | None = None) -> dict:
+                 inter_weights: str | os.PathLike | None = None, effort: int = 0) -> dict:
     """RD points of vcodec over `qualities`, as a results.json codec entry."""
     with tempfile.TemporaryDirectory() as tmp:
-        points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights)
-    return {"label": "vcodec", "config": {"intra_period": intra_period}, "points": points}
+        points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights,
+                                effort)
+    return {"label": "vcodec", "config": {"intra_period": intra_period, "effort": effort}, "points": points}
 
 
 def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: Path, intra_period: int,
                        preset: str | None = None, weights: str | os.PathLike | None = None,
-                       inter_weights: str | os.PathLike | None = None) -> dict:
+                       inter_weights: str | os.PathLike | None = None, effort: int = 0) -> dict:
     """vcodec (rate control) and H.264 (CRF bisected to the rate) at one bitrate, plus a side-by-side PNG."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -150,7 +152,7 @@ def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: 
             for f in source:
                 w.write(f)
         api.encode(clip, stream, intra_period=intra_period, weights=weights, progress=False, bitrate=kbps,
-                   inter_weights=inter_weights)
+                   inter_weights=inter_weights, effort=effort)
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         ours, _ = read_frames(back)
         ours_point = measure(source, ours, stream.stat().st_size * 8, fps)
@@ -194,11 +196,12 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
                 anchors: list[str] | None = None, intra_period: int | None = None, frames: int | None = 32,
                 preset: str | None = None, weights: str | os.PathLike | None = None,
                 progress: bool = True, at_bitrate: float | str | None = None,
-                inter_weights: str | os.PathLike | None = None) -> Comparison:
+                inter_weights: str | os.PathLike | None = None, effort: int = 0) -> Comparison:
     """Compare vcodec with `anchors` on the first `frames` frames of `input`; write the outputs.
 
     `at_bitrate` (kbps, or "source" for the input's own video bitrate) adds the
-    equal-bitrate view: both codecs at that rate and a side-by-side crop.
+    equal-bitrate view: both codecs at that rate and a side-by-side crop. `effort`
+    is vcodec's encoder-side refinement (see `api.encode`).
     """
     qualities = qualities if qualities is not None else DEFAULT_QUALITIES
     anchors = anchors if anchors is not None else ["x264"]
@@ -220,7 +223,7 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
     total = len(qualities) + sum(len(DEFAULT_CRFS[a]) for a in anchors)
     with tqdm(total=total, desc="compare", disable=not progress, leave=False) as bar:
         result.codecs["vcodec"] = vcodec_codec(source, info.fps, qualities, intra_period, weights, bar,
-                                               inter_weights)
+                                               inter_weights, effort)
         for name in anchors:
             result.codecs[name] = anchor_codec(source, info.fps, name, intra_period, preset, bar)
     for name in anchors:
@@ -228,7 +231,7 @@ def run_compare(input: str | os.PathLike, out_dir: str | os.PathLike, qualities:
     if at_bitrate is not None:
         kbps = source_kbps(input, len(source)) if at_bitrate == "source" else float(at_bitrate)
         result.equal_bitrate = equal_bitrate_view(source, info.fps, kbps, out, intra_period, preset, weights,
-                                                  inter_weights)
+                                                  inter_weights, effort)
     write_outputs(result, out)
     return result
 

@@ -161,13 +161,7 @@ class MeanScaleHyperprior(nn.Module):
         z = self.h_a(y)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_hat = _ste_round(z)
-        means, scales = self.h_s(z_hat).chunk(2, dim=1)
-        if self.context is not None:
-            # Anchors are quantized around the hyperprior's means; the rest see them through the context.
-            anchors = anchor_mask(*y.shape[-2:], device=y.device)
-            y_anchor = (means + _ste_round(y - means)) * anchors
-            d_means, d_scales = self.context(y_anchor).chunk(2, dim=1)
-            means, scales = means + d_means * ~anchors, scales + d_scales * ~anchors
+        means, scales = self._training_parameters(y, z_hat)
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_hat = means + _ste_round(y - means)
         x_hat = self._synthesize(y_hat * self.inverse_gain(q), cond)
@@ -176,6 +170,27 @@ class MeanScaleHyperprior(nn.Module):
             y_likelihood = gaussian_likelihood(y_noisy.float(), means.float(), scales.float())
             z_likelihood = self.z_prior.likelihood(z_noisy.float())
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
+
+    def _training_parameters(self, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable (means, scales) of y given z_hat (float path; coding uses the exact one)."""
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        if self.context is not None:
+            # Anchors are quantized around the hyperprior's means; the rest see them through the context.
+            anchors = anchor_mask(*y.shape[-2:], device=y.device)
+            y_anchor = (means + _ste_round(y - means)) * anchors
+            d_means, d_scales = self.context(y_anchor).chunk(2, dim=1)
+            means, scales = means + d_means * ~anchors, scales + d_scales * ~anchors
+        return means, scales
+
+    def straight_through(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, bits) of a gained latent with real rounding, differentiable through straight-through
+        estimates: what coding y would cost and decode to, for encoder-side refinement of y."""
+        z_hat = _ste_round(self.h_a(y))
+        means, scales = self._training_parameters(y, z_hat)
+        y_hat = means + _ste_round(y - means)
+        bits = -(torch.log2(gaussian_likelihood(y_hat.float(), means.float(), scales.float())).sum()
+                 + torch.log2(self.z_prior.likelihood(z_hat.float())).sum())
+        return y_hat, bits
 
     # ------------------------------------------------------------------- coding
     def update_tables(self) -> None:

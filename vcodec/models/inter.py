@@ -39,6 +39,7 @@ from vcodec.models.hyperprior import (
     initial_log_gains,
     pad_to,
 )
+from vcodec.models.refinement import refine_latent
 
 FLOW_SCALE = 4.0  # the motion codec sees flow / FLOW_SCALE: keeps its input near unit range
 GLOBAL_MOTION_UNIT = 8  # global motion is sent in 1/8 px of the 4:2:0 (half-resolution) grid
@@ -148,8 +149,9 @@ class InterCodec(RateLadder, nn.Module):
         self.residual.load_tables(state["residual"])
 
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float) -> InterLatents:
-        """Code x (1, 6, h, w) given the decoder's reference (same size)."""
+    def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float, effort: int = 0) -> InterLatents:
+        """Code x (1, 6, h, w) given the decoder's reference (same size); `effort` > 0 refines the
+        residual latent with that many steps (vcodec.models.refinement)."""
         h, w = x.shape[-2:]
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
         flow = self.flow_net(xp, refp)
@@ -159,7 +161,12 @@ class InterCodec(RateLadder, nn.Module):
         gm = (int(units[0, 0]), int(units[0, 1]))
         pred = self._prediction(gm, motion.y_hat, refp, quality)
         cond = self._condition(pred)
-        residual = self.residual.compress(xp - pred, quality, cond=cond)
+        target = xp - pred
+        y0 = self.residual.analysis(target, cond)
+        if effort > 0:
+            lmbda = float(self.lmbda(self.residual.quality_tensor(quality, x.device)))
+            y0 = refine_latent(self.residual, target, y0, quality, lmbda, effort, cond=cond)
+        residual = self.residual.compress(target, quality, y0, cond=cond)
         x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
         return InterLatents(gm, motion, residual, x_hat[:, :, :h, :w])
 
