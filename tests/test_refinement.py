@@ -48,11 +48,13 @@ def test_refinement_leaves_model_gradients_alone(sample_frames):
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_effort_streams_decode_bit_exactly(tmp_path, sample_frames):
+@pytest.mark.parametrize("conditional", [False, True])
+def test_effort_streams_decode_bit_exactly(tmp_path, sample_frames, conditional):
     """Keyframes and P-frame residuals refined; the decoder, which knows nothing of it, matches the encoder."""
     torch.manual_seed(0)
     weights = tmp_path / "inter.pt"
-    tiny = InterConfig(motion_n=16, motion_m=16, residual_n=16, residual_m=16, refine_width=16, flow_width=16)
+    tiny = InterConfig(motion_n=16, motion_m=16, residual_n=16, residual_m=16, refine_width=16, flow_width=16,
+                       conditional=conditional)
     save_weights(weights, InterCodec(tiny).eval(), {"note": "test model"})
     clip = write_clip(tmp_path / "clip.mkv", [crop(f, 96, 64) for f in sample_frames[:3]])
     plain, refined = tmp_path / "plain.lvc", tmp_path / "refined.lvc"

@@ -33,7 +33,8 @@ def refine_latent(codec: MeanScaleHyperprior, target: torch.Tensor, y0: torch.Te
     with torch.inference_mode(False), torch.enable_grad():
         q = codec.quality_tensor(quality, y0.device)
         gain, inverse = codec.gain(q).detach().clone(), codec.inverse_gain(q).detach().clone()
-        target = target.detach().clone()
+        target = target.detach().clone()  # clones: tensors made under inference mode cannot enter autograd
+        cond = None if cond is None else cond.detach().clone()
         pixels = 4 * target.shape[-2] * target.shape[-1]  # luma pixels of the 4:2:0 half-resolution tensor
         latent = y0.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([latent], lr=step_size)
