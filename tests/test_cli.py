@@ -113,15 +113,17 @@ def test_process_exit_has_no_traceback(tmp_path):
 def test_tampered_weights_are_refused(capsys, tmp_path, small_clip):
     import torch
 
-    from vcodec.zoo import DEFAULT_KEYFRAME
+    from vcodec.zoo import DEFAULT_KEYFRAME, read_weights_file
 
-    blob = torch.load(DEFAULT_KEYFRAME, weights_only=True)
+    blob = read_weights_file(DEFAULT_KEYFRAME)
     key = next(k for k, v in blob["state_dict"].items() if v.dtype == torch.float16)
     blob["state_dict"][key] = blob["state_dict"][key] + 1
     bad = tmp_path / "tampered.pt"
-    torch.save(blob, bad)
+    torch.save(blob, bad)  # uncompressed: that form loads too
     _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "integrity check")
     bad.write_bytes(b"PK\x03\x04 not really a zip")
+    _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "cannot load")
+    bad.write_bytes(DEFAULT_KEYFRAME.read_bytes()[:1000])  # a truncated gzip stream
     _assert_user_error(capsys, ["encode", small_clip, "-o", tmp_path / "o.lvc", "--weights", bad], "cannot load")
 
 

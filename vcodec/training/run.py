@@ -27,7 +27,7 @@ from vcodec.training.inter import flow_loss, inter_loss, motion_loss
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
 from vcodec.training.validate import KeyframeValidator
-from vcodec.zoo import load_keyframe, save_weights
+from vcodec.zoo import load_keyframe, read_weights_file, save_weights
 
 STAGES = ("keyframe", "flow", "motion", "inter", "inter_multi")
 
@@ -50,7 +50,7 @@ def load_init(spec: str) -> dict[str, torch.Tensor]:
     """Weights named by `--init PATH[:PREFIX]`: exported weights or a training checkpoint (its EMA),
     keeping only the tensors whose names start with PREFIX when one is given."""
     path, _, prefix = spec.partition(":")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_weights_file(path)
     weights = blob["state_dict"] if "state_dict" in blob else blob["ema"]
     return {k: v for k, v in weights.items() if k.startswith(prefix)}
 
