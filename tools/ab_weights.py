@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
+from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, sha256_file  # noqa: E402
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "eval"
 
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mean BD-rate of B against A: {mean:+.1f}% over {len(values)} clips")
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("clips", "json")}
+        settings["weights_sha256"] = {f"{role}_{name}": sha256_file(path or default)
+                                      for name in ("a", "b")
+                                      for role, path, default in (("keyframe", settings[f"keyframe_{name}"],
+                                                                   DEFAULT_KEYFRAME),
+                                                                  ("inter", settings[f"inter_{name}"], DEFAULT_INTER))}
         args.json.write_text(json.dumps({"settings": settings, "threads": torch.get_num_threads(),
                                          "results": results, "mean_bd_rate": mean}, indent=1))
     return 0

@@ -90,16 +90,23 @@ def effort_section(files: list[Path]) -> list[str]:
              "not with the speed tables.", "",
              "| intra period | frames | qualities | effort | clip | BD-rate | seconds, effort 0 | "
              "seconds, effort N |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
     for f in files:
         d = json.loads(f.read_text())
         s = d["settings"]
         common = (f"| {s['intra_period']} | {s['frames']} | {'/'.join(f'{q:g}' for q in s['qualities'])} | "
                   f"{s['effort_b']} |")
+        weights = s.get("weights_sha256")
+        if weights:
+            notes.append(f"- intra period {s['intra_period']}: keyframe weights `{weights['keyframe_b'][:16]}`, "
+                         f"inter weights `{weights['inter_b'][:16]}`")
         for r in d["results"]:
             bd = "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
             lines.append(f"{common} {r['clip']} | {bd} | {r['seconds']['A']:.0f} | {r['seconds']['B']:.0f} |")
         if d.get("mean_bd_rate") is not None:
             lines.append(f"{common} mean | {d['mean_bd_rate']:+.1f}% | | |")
+    if notes:
+        lines += ["", "Measured with these weights (sha256 prefix):", "", *notes]
     lines += ["", "Reproduce with `python tools/ab_weights.py --intra-period P --frames F --qualities ... "
               "--effort-b N --json docs/results/effort_NAME.json`, then regenerate this file.", ""]
     return lines
