@@ -29,7 +29,9 @@ def test_refinement_lowers_the_real_cost_of_a_keyframe(sample_frames):
     model = load_keyframe().model
     x = frame_to_tensor(crop(sample_frames[0], 192, 128))
     y0 = model.analysis(x)
-    refined = refine_latent(model, pad_to(x, PAD), y0, 1.0, float(model.lmbda(torch.tensor([1.0]))), steps=8)
+    # 20 steps, the effort the docs quote: after only a few steps the gain on a crop this small can be
+    # smaller than the real coder's byte granularity.
+    refined = refine_latent(model, pad_to(x, PAD), y0, 1.0, float(model.lmbda(torch.tensor([1.0]))), steps=20)
     assert not torch.equal(refined, y0)
     assert _coded_cost(model, x, 1.0, refined) < _coded_cost(model, x, 1.0, y0)
 
