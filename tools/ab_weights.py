@@ -84,11 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mean BD-rate of B against A: {mean:+.1f}% over {len(values)} clips")
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("clips", "json")}
-        settings["weights_sha256"] = {f"{role}_{name}": sha256_file(path or default)
-                                      for name in ("a", "b")
-                                      for role, path, default in (("keyframe", settings[f"keyframe_{name}"],
-                                                                   DEFAULT_KEYFRAME),
-                                                                  ("inter", settings[f"inter_{name}"], DEFAULT_INTER))}
+        defaults = {"keyframe": DEFAULT_KEYFRAME, "inter": DEFAULT_INTER}
+        settings["weights_sha256"] = {f"{role}_{side}": sha256_file(settings[f"{role}_{side}"] or default)
+                                      for role, default in defaults.items() for side in ("a", "b")}
         args.json.write_text(json.dumps({"settings": settings, "threads": torch.get_num_threads(),
                                          "results": results, "mean_bd_rate": mean}, indent=1))
     return 0
