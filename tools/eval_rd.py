@@ -91,6 +91,8 @@ def effort_section(files: list[Path]) -> list[str]:
              "| intra period | frames | qualities | effort | clip | BD-rate | seconds, effort 0 | "
              "seconds, effort N |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     notes = []
+    shipped = {role: json.loads((REPO / "vcodec" / "weights" / f"{role}.json").read_text())["sha256"]
+               for role in ("keyframe", "inter")}
     for f in files:
         d = json.loads(f.read_text())
         s = d["settings"]
@@ -98,8 +100,10 @@ def effort_section(files: list[Path]) -> list[str]:
                   f"{s['effort_b']} |")
         weights = s.get("weights_sha256")
         if weights:
+            current = weights["keyframe_b"] == shipped["keyframe"] and weights["inter_b"] == shipped["inter"]
             notes.append(f"- intra period {s['intra_period']}: keyframe weights `{weights['keyframe_b'][:16]}`, "
-                         f"inter weights `{weights['inter_b'][:16]}`")
+                         f"inter weights `{weights['inter_b'][:16]}`"
+                         + ("" if current else " (earlier weights, not the shipped ones)"))
         for r in d["results"]:
             bd = "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
             lines.append(f"{common} {r['clip']} | {bd} | {r['seconds']['A']:.0f} | {r['seconds']['B']:.0f} |")
