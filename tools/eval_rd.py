@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vcodec  # noqa: E402
 from vcodec.compare import Comparison, anchor_codec, bd_entry, plot_rd, vcodec_codec  # noqa: E402
 from vcodec.video import VideoWriter, frame_from_av, frame_to_av, read_frames  # noqa: E402
-from vcodec.zoo import DEFAULT_KEYFRAME, inter_available, load_inter, load_keyframe  # noqa: E402
+from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, inter_available, load_inter, load_keyframe, sha256_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO.parent / "shared" / "data" / "video" / "eval"
@@ -91,8 +91,7 @@ def effort_section(files: list[Path]) -> list[str]:
              "| intra period | frames | qualities | effort | clip | BD-rate | seconds, effort 0 | "
              "seconds, effort N |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     notes = []
-    shipped = {role: json.loads((REPO / "vcodec" / "weights" / f"{role}.json").read_text())["sha256"]
-               for role in ("keyframe", "inter")}
+    shipped = {"keyframe": sha256_file(DEFAULT_KEYFRAME), "inter": sha256_file(DEFAULT_INTER)}
     for f in files:
         d = json.loads(f.read_text())
         s = d["settings"]
