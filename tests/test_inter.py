@@ -43,14 +43,19 @@ def test_p_frames_roundtrip_bit_exact(tmp_path, gop_clip, inter_weights):
     assert len(read_frames(out)[0]) == 6
 
 
-def test_p_frames_with_context_models_roundtrip_bit_exact(tmp_path, gop_clip):
-    """Checkerboard context models in the motion and residual codecs (made non-trivial, as after
-    training): the decoder parses both halves of each latent and reproduces the encoder's frames."""
+@pytest.mark.parametrize("slices", [1, 3])
+def test_p_frames_with_context_models_roundtrip_bit_exact(tmp_path, gop_clip, slices):
+    """Checkerboard context models in the motion and residual codecs, and optionally a channel context in the
+    residual codec (made non-trivial, as after training): the decoder parses every coding group of each
+    latent and reproduces the encoder's frames."""
     torch.manual_seed(1)
-    model = InterCodec(InterConfig(**{**TINY.__dict__, "context": True})).eval()
+    model = InterCodec(InterConfig(**{**TINY.__dict__, "context": True, "residual_slices": slices})).eval()
+    generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for sub in (model.motion, model.residual):
-            sub.context.net[-1].weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+            sub.context.net[-1].weight.normal_(0, 0.05, generator=generator)
+        for net in model.residual.channel_context.nets if slices > 1 else []:
+            net[-1].weight.normal_(0, 0.05, generator=generator)
     weights = tmp_path / "inter_context.pt"
     save_weights(weights, model, {"note": "test model"})
     stream = tmp_path / "ctx.lvc"

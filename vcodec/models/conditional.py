@@ -37,8 +37,8 @@ class ConditionalHyperprior(MeanScaleHyperprior):
     """Mean-scale hyperprior whose transforms also see a condition tensor (the prediction), same size as x."""
 
     def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, cond_ch: int,
-                 context: bool = False):
-        super().__init__(in_ch, n, m, init_log_gain, context=context)
+                 context: bool = False, channel_slices: int = 1):
+        super().__init__(in_ch, n, m, init_log_gain, context=context, channel_slices=channel_slices)
         self.cond_features = nn.ModuleList([conv(cond_ch, n), conv(n, n), conv(n, n)])  # 1/2, 1/4, 1/8
         self.analysis_inject = _zero_conv(n, n)  # into g_a's first layer output (1/2)
         self.synthesis_inject = nn.ModuleList([_zero_conv(n, n) for _ in range(3)])  # at 1/8, 1/4, 1/2

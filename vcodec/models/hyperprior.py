@@ -26,6 +26,7 @@ from vcodec.entropy.exact import ACT_BITS, ExactHyperSynthesis
 from vcodec.entropy.models import FactorizedPrior, gaussian_likelihood, scale_indices
 from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_tables
 from vcodec.layers import GDN, conv, deconv
+from vcodec.models.channel import ChannelContext
 from vcodec.models.context import CheckerboardContext, anchor_mask, from_other_phases, to_anchor_phases
 
 PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
@@ -113,7 +114,7 @@ class GainUnit(nn.Module):
 
 class MeanScaleHyperprior(nn.Module):
     def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, out_ch: int | None = None,
-                 context: bool = False):
+                 context: bool = False, channel_slices: int = 1):
         super().__init__()
         out_ch = out_ch or in_ch
         self.n, self.m = n, m
@@ -133,6 +134,9 @@ class MeanScaleHyperprior(nn.Module):
         self.z_prior = FactorizedPrior(n)
         # Optional checkerboard context (vcodec.models.context): y is then coded in two halves.
         self.context = CheckerboardContext(m) if context else None
+        # Optional channel-wise context (vcodec.models.channel): y is then coded slice by slice.
+        self.channel_context = (ChannelContext(m, channel_slices, passes=2 if context else 1)
+                                if channel_slices > 1 else None)
         levels = len(init_log_gain)
         self.gain = GainUnit(levels, m, init_log_gain)
         self.inverse_gain = GainUnit(levels, m, -init_log_gain)
@@ -141,6 +145,7 @@ class MeanScaleHyperprior(nn.Module):
         self.y_tables: SymbolTables | None = None
         self._exact_hs: ExactHyperSynthesis | None = None
         self._exact_context: ExactHyperSynthesis | None = None
+        self._exact_channel: dict[tuple[int, int], ExactHyperSynthesis] = {}
 
     # ----------------------------------------------------------------- training
     def _analyze(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -172,15 +177,53 @@ class MeanScaleHyperprior(nn.Module):
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
     def _training_parameters(self, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Differentiable (means, scales) of y given z_hat (float path; coding uses the exact one)."""
+        """Differentiable (means, scales) of y given z_hat (float path; coding uses the exact one).
+
+        With context models, the coding groups are visited in coding order
+        (`_groups`); each group is quantized around its own means, and later
+        groups see it through the contexts, as the decoder will.
+        """
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
-        if self.context is not None:
-            # Anchors are quantized around the hyperprior's means; the rest see them through the context.
-            anchors = anchor_mask(*y.shape[-2:], device=y.device)
-            y_anchor = (means + _ste_round(y - means)) * anchors
-            d_means, d_scales = self.context(y_anchor).chunk(2, dim=1)
-            means, scales = means + d_means * ~anchors, scales + d_scales * ~anchors
-        return means, scales
+        if self.context is None and self.channel_context is None:
+            return means, scales
+        known = torch.zeros_like(y)  # decoded values so far, zero elsewhere
+        out_means, out_scales = means, scales
+        for pass_index, positions in enumerate(self._passes(*y.shape[-2:], y.device)):
+            base_means, base_scales = means, scales
+            if pass_index == 1:  # the checkerboard's non-anchors: spatial context from every anchor
+                d_means, d_scales = self.context(known).chunk(2, dim=1)
+                base_means, base_scales = means + d_means, scales + d_scales
+            for slice_index, ch in enumerate(self._slices()):
+                m, s = base_means[:, ch], base_scales[:, ch]
+                if self.channel_context is not None:
+                    m, s = self.channel_context(pass_index, slice_index, known, m, s)
+                group = self._group_mask(positions, ch)
+                known = torch.where(group, self._widen(m + _ste_round(y[:, ch] - m), ch), known)
+                out_means = torch.where(group, self._widen(m, ch), out_means)
+                out_scales = torch.where(group, self._widen(s, ch), out_scales)
+        return out_means, out_scales
+
+    # ------------------------------------------------------------ coding groups
+    def _passes(self, height: int, width: int, device: torch.device) -> list[torch.Tensor]:
+        """Position masks (1, 1, h, w) in coding order: the checkerboard's anchors then the rest, or all at once."""
+        if self.context is None:
+            return [torch.ones(1, 1, height, width, dtype=torch.bool, device=device)]
+        anchors = anchor_mask(height, width, device=device)
+        return [anchors, ~anchors]
+
+    def _slices(self) -> list[slice]:
+        """Channel ranges in coding order: the channel context's slices, or all channels at once."""
+        return self.channel_context.slices if self.channel_context is not None else [slice(0, self.m)]
+
+    def _group_mask(self, positions: torch.Tensor, ch: slice) -> torch.Tensor:
+        """(1, m, h, w) bool: the positions of one pass within one channel slice."""
+        channels = torch.zeros(1, self.m, 1, 1, dtype=torch.bool, device=positions.device)
+        channels[:, ch] = True
+        return positions & channels
+
+    def _widen(self, t: torch.Tensor, ch: slice) -> torch.Tensor:
+        """A slice's tensor placed at its channels of an m-channel tensor (zeros elsewhere)."""
+        return F.pad(t, (0, 0, 0, 0, ch.start, self.m - ch.stop))
 
     def straight_through(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(y_hat, bits) of a gained latent with real rounding, differentiable through straight-through
@@ -198,11 +241,13 @@ class MeanScaleHyperprior(nn.Module):
         self.z_tables = self.z_prior.tables()
         self.y_tables = gaussian_tables(self.scale_table)
         self._exact_hs = self._exact_context = None
+        self._exact_channel = {}
 
     def load_tables(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         self.z_tables = SymbolTables(**state["z"])
         self.y_tables = SymbolTables(**state["y"])
         self._exact_hs = self._exact_context = None
+        self._exact_channel = {}
 
     def tables_state(self) -> dict[str, dict[str, torch.Tensor]]:
         assert self.z_tables is not None and self.y_tables is not None
@@ -249,44 +294,98 @@ class MeanScaleHyperprior(nn.Module):
         """Quality-independent latent g_a(x); gains are applied per quality afterwards."""
         return self._analyze(pad_to(x, PAD), None if cond is None else pad_to(cond, PAD))
 
+    def channel_parameters(self, pass_index: int, slice_index: int, known: torch.Tensor, means: torch.Tensor,
+                           scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A slice's (means, scales) corrected by the channel context, computed exactly from the exact values
+        decoded so far (`known`, zero elsewhere) and the slice's exact parameters."""
+        assert self.channel_context is not None
+        key = (pass_index, slice_index)
+        if key not in self._exact_channel:
+            self._exact_channel[key] = ExactHyperSynthesis(self.channel_context.net(pass_index, slice_index))
+        inputs = ChannelContext.inputs(known, means, scales)
+        d_means, d_scales = self._exact_channel[key](inputs, input_frac=ACT_BITS).chunk(2, dim=1)
+        return means + d_means, scales + d_scales
+
+    def _walk_groups(self, means: torch.Tensor, scales: torch.Tensor, code_group) -> torch.Tensor:
+        """Visit the coding groups in order, deriving each group's exact parameters from the values decoded
+        before it; `code_group(i, means, scale_indices)` gets a group's means and scale indices (1-D, in
+        row-major order) and returns its integer symbols (float64). Returns y_hat (float64).
+
+        Encoder and decoder both run this walk, so they derive the same parameters by construction.
+        """
+        known = torch.zeros_like(means)
+        group = 0
+        for pass_index, positions in enumerate(self._passes(*means.shape[-2:], means.device)):
+            base_means, base_scales = means, scales
+            if pass_index == 1:
+                base_means, base_scales = self.context_parameters(means, scales, known)
+            for slice_index, ch in enumerate(self._slices()):
+                m, s = base_means[:, ch], base_scales[:, ch]
+                if self.channel_context is not None:
+                    m, s = self.channel_parameters(pass_index, slice_index, known, m, s)
+                selected = positions.expand_as(m)
+                m_sel = m[selected]
+                symbols = code_group(group, m_sel, self.scale_index(s[selected]))
+                known[:, ch][selected] = symbols.to(known.device, torch.float64) + m_sel
+                group += 1
+        return known
+
+    def _groups(self) -> int:
+        return len(self._passes(1, 1, torch.device("cpu"))) * len(self._slices())
+
     def _symbols(self, y0: torch.Tensor, quality: float):
-        """(z symbols, final means, scale indices, y symbols) of the analysis output at `quality`."""
+        """(z symbols, [(symbols, scale indices) per coding group], y_hat) of the analysis output at `quality`."""
         y = (y0 * self.gain(self.quality_tensor(quality, y0.device))).double()
         z_sym = torch.round(self.h_a(y.float())).cpu().long()
         means, scales = self.entropy_parameters(z_sym.to(y0.device))
-        y_sym = torch.round(y - means)
-        if self.context is not None:
-            anchors = anchor_mask(*y.shape[-2:], device=y.device)
-            means, scales = self.context_parameters(means, scales, (y_sym + means) * anchors)
-            y_sym = torch.where(anchors, y_sym, torch.round(y - means))
-        return z_sym, means, self.scale_index(scales), y_sym.cpu().long()
+        groups: list[tuple[torch.Tensor, torch.Tensor]] = []
+        flat = [y[:, ch] for ch in self._slices()]
+        positions = self._passes(*y.shape[-2:], y.device)
 
-    def _code_y(self, y_sym: torch.Tensor, idx: torch.Tensor, y_tables: SymbolTables) -> bytes:
-        """The y substream: one ANS stream, or with a context model the anchors' then the rest's,
-        the first prefixed by its u32 length (the decoder needs the anchors before the rest's tables)."""
-        if self.context is None:
-            return coder.encode(y_sym, idx, y_tables)
-        anchors = anchor_mask(*y_sym.shape[-2:]).expand(y_sym.shape)
-        first = coder.encode(y_sym[anchors], idx[anchors], y_tables)
-        return struct.pack("<I", len(first)) + first + coder.encode(y_sym[~anchors], idx[~anchors], y_tables)
+        def quantize(i: int, m: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            values = flat[i % len(flat)][positions[i // len(flat)].expand_as(flat[i % len(flat)])]
+            symbols = torch.round(values - m)
+            groups.append((symbols.cpu().long(), idx))
+            return symbols
+
+        y_hat = self._walk_groups(means, scales, quantize)
+        return z_sym, groups, y_hat
 
     @torch.inference_mode()
     def estimate_bits(self, y0: torch.Tensor, quality: float) -> float:
         """Ideal code length at `quality` from the analysis output (for rate control)."""
         z_tables, y_tables = self._require_tables()
-        z_sym, _, idx, y_sym = self._symbols(y0, quality)
-        return z_tables.bits(z_sym, self._z_table_ids(z_sym)) + y_tables.bits(y_sym, idx)
+        z_sym, groups, _ = self._symbols(y0, quality)
+        return z_tables.bits(z_sym, self._z_table_ids(z_sym)) + sum(y_tables.bits(s, i) for s, i in groups)
 
     @torch.inference_mode()
     def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None) -> Latents:
-        """(1, C, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x)."""
+        """(1, C, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x).
+
+        The y substream holds one ANS stream per coding group, each but the last
+        prefixed by its u32 length: the decoder needs a group's symbols before
+        it can derive the next group's tables.
+        """
         z_tables, y_tables = self._require_tables()
-        z_sym, means, idx, y_sym = self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
+        z_sym, groups, y_hat = self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
         z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), z_tables)
-        y_bytes = self._code_y(y_sym, idx, y_tables)
-        y_hat = (y_sym.to(means.device).double() + means).float()
-        return Latents(z_bytes, y_bytes, y_hat)
+        parts = [coder.encode(symbols, idx, y_tables) for symbols, idx in groups]
+        y_bytes = b"".join(struct.pack("<I", len(p)) + p for p in parts[:-1]) + parts[-1]
+        return Latents(z_bytes, y_bytes, y_hat.float())
+
+    def _split_y(self, y_bytes: bytes) -> list[bytes]:
+        parts, pos = [], 0
+        for i in range(self._groups() - 1):
+            if pos + 4 > len(y_bytes):
+                raise coder.EntropyDecodeError(f"y substream ends inside coding group {i}'s length field")
+            (n,) = struct.unpack_from("<I", y_bytes, pos)
+            if pos + 4 + n > len(y_bytes):
+                raise coder.EntropyDecodeError(f"coding group {i}'s length exceeds the y substream")
+            parts.append(y_bytes[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+        parts.append(y_bytes[pos:])
+        return parts
 
     @torch.inference_mode()
     def decompress_latents(self, z_bytes: bytes, y_bytes: bytes, height: int, width: int) -> torch.Tensor:
@@ -297,22 +396,9 @@ class MeanScaleHyperprior(nn.Module):
         z_sym = coder.decode(z_bytes, self._z_table_ids(torch.empty(z_shape)), z_tables)
         device = self.gain.log_gain.device
         means, scales = self.entropy_parameters(z_sym.to(device))
-        if self.context is None:
-            y_sym = coder.decode(y_bytes, self.scale_index(scales), y_tables)
-            return (y_sym.to(device).double() + means).float()
-        if len(y_bytes) < 4:
-            raise coder.EntropyDecodeError("y substream shorter than its anchor length field")
-        (n_first,) = struct.unpack_from("<I", y_bytes)
-        if 4 + n_first > len(y_bytes):
-            raise coder.EntropyDecodeError("anchor part length exceeds the y substream")
-        anchors = anchor_mask(*means.shape[-2:], device=device).expand(means.shape)
-        y_sym = torch.zeros(means.shape, dtype=torch.float64, device=device)
-        idx = self.scale_index(scales)
-        y_sym[anchors] = coder.decode(y_bytes[4 : 4 + n_first], idx[anchors.cpu()], y_tables).to(device).double()
-        means, scales = self.context_parameters(means, scales, (y_sym + means) * anchors)
-        idx = self.scale_index(scales)
-        y_sym[~anchors] = coder.decode(y_bytes[4 + n_first :], idx[~anchors.cpu()], y_tables).to(device).double()
-        return (y_sym + means).float()
+        parts = self._split_y(y_bytes)
+        y_hat = self._walk_groups(means, scales, lambda i, m, idx: coder.decode(parts[i], idx, y_tables).double())
+        return y_hat.float()
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, quality: float, height: int, width: int,

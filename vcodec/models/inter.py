@@ -72,6 +72,7 @@ class InterConfig(LadderConfig):
     flow_levels: int = 3
     context: bool = False  # checkerboard context models in the motion and residual codecs
     conditional: bool = False  # the residual codec also sees the prediction (vcodec.models.conditional)
+    residual_slices: int = 1  # > 1: channel-wise context in the residual codec (vcodec.models.channel)
 
 
 class Refine(nn.Module):
@@ -108,9 +109,10 @@ class InterCodec(RateLadder, nn.Module):
         self.refine = Refine(config.refine_width)
         if config.conditional:
             self.residual = ConditionalHyperprior(6, config.residual_n, config.residual_m, init, cond_ch=6,
-                                                  context=config.context)
+                                                  context=config.context, channel_slices=config.residual_slices)
         else:
-            self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context)
+            self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context,
+                                                channel_slices=config.residual_slices)
         self._register_ladder(config.lambdas)
 
     def _condition(self, pred: torch.Tensor) -> torch.Tensor | None:

@@ -31,12 +31,14 @@ class KeyframeConfig(LadderConfig):
     n: int = 128  # transform width
     m: int = 192  # latent channels
     context: bool = False  # checkerboard context model (vcodec.models.context)
+    channel_slices: int = 1  # > 1: channel-wise context over that many slices (vcodec.models.channel)
 
 
 class KeyframeCodec(RateLadder, MeanScaleHyperprior):
     def __init__(self, config: KeyframeConfig | None = None):
         config = config or KeyframeConfig()
-        super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas), context=config.context)
+        super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas), context=config.context,
+                         channel_slices=config.channel_slices)
         self.config = config
         self._register_ladder(config.lambdas)
 
