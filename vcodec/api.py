@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vcodec.codec import FrameDecoder, FrameEncoder
+from vcodec.codec import FrameDecoder, FrameEncoder, substream_sizes
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
@@ -311,12 +311,14 @@ class StreamInfo:
 
 
 def info(input: str | os.PathLike) -> StreamInfo:
-    """Header, per-frame and per-GOP sizes of a stream (every packet is checked)."""
+    """Header, per-frame and per-GOP sizes of a stream (every packet is checked), with each packet's
+    entropy-coded substream sizes: where the bits go."""
     with StreamReader(input) as reader:
         result = StreamInfo(Path(input), reader.header, reader.size)
         for packet in reader.packets():
             result.packets.append({"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type],
-                                   "bytes": packet.size, "quality": packet.quality})
+                                   "bytes": packet.size, "quality": packet.quality,
+                                   "substreams": substream_sizes(packet)})
         if len(result.packets) != reader.header.frame_count:
             raise StreamError(
                 f"stream holds {len(result.packets)} packets but its header says {reader.header.frame_count} frames"

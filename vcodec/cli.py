@@ -177,11 +177,17 @@ def _run(args: argparse.Namespace) -> int:
         for role, digest in h.models:
             print(f"  model: {'keyframe' if role == 0 else 'inter'} weights sha256 {digest.hex()[:16]}")
         print(f"  rate: {s.bpp:.4f} bpp, {s.kbps:.1f} kbps")
-        by_type: dict[str, list[int]] = {}
+        by_type: dict[str, list[dict]] = {}
         for p in s.packets:
-            by_type.setdefault(p["type"], []).append(p["bytes"])
-        for t, sizes in by_type.items():
-            print(f"  {t}-frames: {len(sizes)}, {sum(sizes)} bytes, mean {sum(sizes) / len(sizes):.0f} bytes")
+            by_type.setdefault(p["type"], []).append(p)
+        for t, packets in by_type.items():
+            total = sum(p["bytes"] for p in packets)
+            parts: dict[str, int] = {}
+            for p in packets:
+                for name, n in p["substreams"].items():
+                    parts[name] = parts.get(name, 0) + n
+            shares = ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in parts.items())
+            print(f"  {t}-frames: {len(packets)}, {total} bytes, mean {total / len(packets):.0f} bytes ({shares})")
         print(f"  GOPs: {len(s.gops)}")
         for g in s.gops if args.frames else s.gops[:8]:
             print(f"    GOP at frame {g['first_frame']}: {g['frames']} frames, {g['bytes']} bytes")
@@ -189,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"    ... {len(s.gops) - 8} more (--frames lists everything)")
         if args.frames:
             for p in s.packets:
-                print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g}")
+                parts = " ".join(f"{name} {n}" for name, n in p["substreams"].items())
+                print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g} ({parts})")
     return 0
 
 

@@ -56,6 +56,15 @@ def unpack_payload(packet: Packet) -> tuple[tuple[int, int], list[bytes]]:
     return global_motion, unpack_substreams(payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
 
 
+SUBSTREAM_NAMES = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
+
+
+def substream_sizes(packet: Packet) -> dict[str, int]:
+    """Bytes of each entropy-coded substream of a packet, by name (what `vcodec info` reports)."""
+    _, parts = unpack_payload(packet)
+    return {name: len(part) for name, part in zip(SUBSTREAM_NAMES[packet.frame_type], parts)}
+
+
 def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[bytes]:
     parts, pos = [], 0
     for i in range(count - 1):
