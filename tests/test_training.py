@@ -163,3 +163,19 @@ every_steps = 1
 
     plot_main([str(tmp_path / "v")])
     assert (tmp_path / "v" / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_frozen_parameters_do_not_move(tmp_path):
+    """`freeze = ["flow_net."]` keeps the flow network as it started while the rest trains."""
+    cfg = tmp_path / "inter.toml"
+    cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["flow_net."]\n')
+    run = tmp_path / "run"
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "1", "--quiet"])
+    first = _weights(run)
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "3", "--quiet"])
+    last = _weights(run)
+    assert all(torch.equal(first[k], last[k]) for k in first if k.startswith("flow_net."))
+    assert not all(torch.equal(first[k], last[k]) for k in first if k.startswith("residual.g_a"))
+    cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["no_such_module."]\n')
+    with pytest.raises(ValueError, match="no parameter name starts with"):
+        train_main([str(cfg), "--run-dir", str(tmp_path / "bad"), "--steps", "1", "--quiet"])

@@ -46,6 +46,19 @@ def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
 
 
 
+def freeze(model: torch.nn.Module, prefixes: list[str]) -> int:
+    """Stop training the parameters whose names start with one of `prefixes` (e.g. "flow_net." late in P-frame
+    training): no gradients flow into them, which also skips their backward pass. Returns how many."""
+    count = 0
+    for name, parameter in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in prefixes):
+            parameter.requires_grad_(False)
+            count += 1
+    if prefixes and not count:
+        raise ValueError(f"freeze: no parameter name starts with {', '.join(prefixes)}")
+    return count
+
+
 def load_init(spec: str) -> dict[str, torch.Tensor]:
     """Weights named by `--init PATH[:PREFIX]`: exported weights or a training checkpoint (its EMA),
     keeping only the tensors whose names start with PREFIX when one is given."""
@@ -132,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stage = cfg.get("stage", "keyframe")
     model = build_model(cfg).to(device)
+    frozen = freeze(model, train_cfg.get("freeze", []))
+    if frozen and rank == 0:
+        print(f"frozen: {frozen} tensors under {', '.join(train_cfg['freeze'])}", file=sys.stderr)
     schedule = Schedule(lr=train_cfg.get("lr", 5e-4), warmup=train_cfg.get("warmup", 300),
                         total_steps=train_cfg.get("total_steps", 100_000),
                         final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
