@@ -53,7 +53,7 @@ def test_zero_initialized_channel_context_codes_the_same_latents(image, context)
     sliced.update_tables()
     a, b = plain.compress(image, 3.0), sliced.compress(image, 3.0)
     assert torch.equal(a.y_hat, b.y_hat)
-    assert len(b.y_bytes) > len(a.y_bytes)  # the same symbols, in more (length-prefixed) groups
+    assert abs(len(b.y_bytes) - len(a.y_bytes)) <= 8  # the same symbols, in other groups of one ANS stream
 
 
 @pytest.mark.parametrize("context", [False, True])

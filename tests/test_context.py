@@ -56,6 +56,22 @@ def test_two_pass_roundtrip_is_exact(image):
         assert torch.equal(model.decompress_latents(lat.z_bytes, lat.y_bytes, 32, 48), lat.y_hat)
 
 
+def test_format_2_layout_still_parses(image):
+    """Format 2.x coded each coding group as its own length-prefixed ANS stream; `framed=True` reads that."""
+    import struct
+
+    from vcodec.entropy import coder
+
+    model = _with_trained_looking_context(_codec(True))
+    lat = model.compress(image, 3.0)
+    with torch.inference_mode():
+        _, groups, _ = model._symbols(model.analysis(image), 3.0)
+    parts = [coder.encode(symbols, idx, model.y_tables) for symbols, idx in groups]
+    framed = b"".join(struct.pack("<I", len(p)) + p for p in parts[:-1]) + parts[-1]
+    assert framed != lat.y_bytes
+    assert torch.equal(model.decompress_latents(lat.z_bytes, framed, 32, 48, framed=True), lat.y_hat)
+
+
 def test_context_parameters_survive_perturbation_and_threads(image):
     """The non-anchors' entropy parameters come from exact arithmetic on exact decoded anchors."""
     model = _with_trained_looking_context(_codec(True))

@@ -38,6 +38,24 @@ def test_roundtrip_with_escapes(tables):
     assert torch.equal(coder.decode(data, ids, tables), symbols)
 
 
+def test_groups_in_one_substream_parse_in_order_with_their_escapes(tables):
+    """`encode_parts` puts several groups (some empty, some with escapes) in one ANS stream: a `PartDecoder`
+    returns them group by group, and the shared stream costs less than one substream per group."""
+    g = torch.Generator().manual_seed(4)
+    parts = []
+    for n in (3000, 0, 500, 4000):
+        ids = torch.randint(len(tables), (n,), generator=g)
+        symbols = torch.round(torch.randn(n, generator=g, dtype=torch.float64) * gaussian_scale_table()[ids]).long()
+        symbols[::301] = 5_000  # escapes in every non-empty group
+        parts.append((symbols, ids))
+    data = coder.encode_parts(parts, tables)
+    reader = coder.PartDecoder(data)
+    for symbols, ids in parts:
+        assert torch.equal(reader.decode(ids, tables), symbols)
+    assert len(data) < sum(len(coder.encode(s, i, tables)) for s, i in parts)
+    assert coder.encode_parts(parts[:1], tables) == coder.encode(*parts[0], tables)  # one group: the same bytes
+
+
 def test_rate_matches_ideal_code_length(tables):
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(len(tables), (50_000,), generator=g)

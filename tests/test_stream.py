@@ -35,6 +35,21 @@ def test_header_roundtrip():
     assert back == h
 
 
+def test_format_2_headers_are_read_and_select_the_framed_layout():
+    """2.x streams differ only in the layout of context models' y substreams: they are read, and the frame
+    decoder parses them with that layout."""
+    import io
+
+    import torch
+
+    from vcodec.codec import FrameDecoder
+
+    h = StreamHeader(64, 48, Fraction(25), 2, 1, 3.0, 1, [(0, bytes(32))], version=(2, 0))
+    assert StreamHeader.unpack(io.BytesIO(h.pack())).version == (2, 0)
+    assert FrameDecoder(None, 64, 48, torch.device("cpu"), version=(2, 0)).framed
+    assert not FrameDecoder(None, 64, 48, torch.device("cpu")).framed
+
+
 def test_truncation_at_every_section_boundary_is_detected(tmp_path, small_stream):
     data = small_stream.read_bytes()
     cuts = {0, 4, len(MAGIC) + 3}

@@ -119,7 +119,7 @@ def mutate(data: bytes, sec: dict, rng: random.Random) -> tuple[str, bytes]:
         HEADER_FIELDS.pack_into(d, base, *fields)
         _fix_header_crc(d)
     elif kind == "version":
-        struct.pack_into("<H", d, len(MAGIC), rng.choice([0, 2, 255, 0xFFFF]))
+        struct.pack_into("<H", d, len(MAGIC), rng.choice([0, 1, 2, 3, 255, 0xFFFF]))
         _fix_header_crc(d)
     elif kind == "substream_length" and packets:
         offset, size = rng.choice(packets)

@@ -239,7 +239,7 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
         if start >= h.frame_count:
             raise UserError(f"--start {start} is past the end of the stream ({h.frame_count} frames)")
         end = h.frame_count if frames is None else min(h.frame_count, start + frames)
-        decoder = FrameDecoder(model.model, h.width, h.height, dev, inter.model if inter else None)
+        decoder = FrameDecoder(model.model, h.width, h.height, dev, inter.model if inter else None, h.version)
         color = ColorInfo(h.color_primaries, h.color_transfer, h.color_matrix, h.color_range)
         result = DecodeResult(out, 0, 0.0)
         if reader.recovered:
@@ -264,7 +264,8 @@ def decode(input: str | os.PathLike, output: str | os.PathLike, device: str = "a
                         for packet, frame in decoder.decode_all(reader.packets(offset, min(stop, end), next_offset)):
                             if verify and frame_hash(frame.tobytes()) != packet.recon_hash:
                                 raise StreamError(f"frame {packet.frame_index}: decoded frame differs from the "
-                                                  "encoder's reconstruction (hash mismatch)")
+                                                  "encoder's reconstruction (hash mismatch; expected when the "
+                                                  "device or thread count differs from the encoder's)")
                             if packet.frame_index >= start:
                                 emit(frame)
                                 last_good, next_frame = frame, packet.frame_index + 1

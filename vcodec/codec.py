@@ -27,7 +27,7 @@ from vcodec.models.inter import InterCodec
 from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
 from vcodec.models.refinement import refine_latent
 from vcodec.ratecontrol import RateController
-from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, Packet, frame_hash, stream_quality
+from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, VERSION, Packet, frame_hash, stream_quality
 
 _LEN = struct.Struct("<I")
 _GLOBAL_MOTION = struct.Struct("<hh")
@@ -200,8 +200,10 @@ class FrameDecoder:
     """Turns packets back into frames of the stream's size, keeping the P-frame reference."""
 
     def __init__(self, keyframe: KeyframeCodec, width: int, height: int, device: torch.device,
-                 inter: InterCodec | None = None):
+                 inter: InterCodec | None = None, version: tuple[int, int] = VERSION):
         self.keyframe, self.inter, self.width, self.height, self.device = keyframe, inter, width, height, device
+        # Format 2.x coded each context group of a latent as its own length-prefixed ANS stream.
+        self.framed = version < (3, 0)
         self.half_w, self.half_h = chroma_size(width, height)
         self.reference: torch.Tensor | None = None
 
@@ -212,10 +214,10 @@ class FrameDecoder:
         try:
             if packet.frame_type == FRAME_I:
                 return ParsedFrame(global_motion, [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h,
-                                                                                    self.half_w)])
+                                                                                    self.half_w, self.framed)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
-            return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w)))
+            return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w, self.framed)))
         except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
 

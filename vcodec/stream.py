@@ -19,7 +19,8 @@ from typing import BinaryIO
 from vcodec.errors import StreamError
 
 MAGIC = b"\x89LVC\r\n\x1a\n"
-VERSION = (2, 0)  # (major, minor): a reader accepts its own major and any minor
+VERSION = (3, 0)  # (major, minor): a reader accepts the majors in READABLE and any minor
+READABLE = (2, 3)  # 2.x differs only in the layout of context models' y substreams (vcodec.codec.FrameDecoder)
 # Minor versions only append fields to the header body; readers ignore what they do not know.
 END_MAGIC = b"LVC-END!"
 PACKET_SYNC = b"PK"
@@ -77,8 +78,9 @@ class StreamHeader:
         if len(start) < len(MAGIC) + 8:
             raise StreamError("stream truncated inside the header")
         major, minor, size = struct.unpack_from("<HHI", start, len(MAGIC))
-        if major != VERSION[0]:
-            raise StreamError(f"unsupported .lvc version {major}.{minor} (this decoder reads {VERSION[0]}.x)")
+        if major not in READABLE:
+            readable = " and ".join(f"{m}.x" for m in READABLE)
+            raise StreamError(f"unsupported .lvc version {major}.{minor} (this decoder reads {readable})")
         if size > 4096:
             raise StreamError(f"header corrupted: header length {size} is implausible")
         body = f.read(size)

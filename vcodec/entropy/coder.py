@@ -8,7 +8,8 @@ shared model is what makes this fast: one call per table instead of one
 probability row per symbol (see docs/ENTROPY.md for the measurement).
 
 Substream layout: u32 word count | ANS words (u32, little endian) | escapes as
-zig-zag LEB128 varints in symbol order.
+zig-zag LEB128 varints in symbol order. Several groups of symbols can share one
+substream (`encode_parts` / `PartDecoder`): their escapes follow group after group.
 """
 
 from __future__ import annotations
@@ -45,56 +46,84 @@ def _groups(table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def encode(symbols: torch.Tensor, table_ids: torch.Tensor, tables: SymbolTables) -> bytes:
     """Code `symbols` (any shape, int) where symbol i uses table `table_ids[i]`."""
-    sym = symbols.reshape(-1).to(torch.int64).numpy()
-    ids = table_ids.reshape(-1).to(torch.int64).numpy()
-    if sym.size == 0:
-        return struct.pack("<I", 0)
-    idx = sym - tables.offsets.numpy()[ids]
-    lengths = tables.lengths.numpy()[ids]
-    escaped = (idx < 0) | (idx >= lengths)
-    idx = np.where(escaped, lengths, idx).astype(np.int32)
-    order, uniq, counts = _groups(ids)
-    idx = idx[order]
-    ends = np.cumsum(counts)
+    return encode_parts([(symbols, table_ids)], tables)
+
+
+def encode_parts(parts: list[tuple[torch.Tensor, torch.Tensor]], tables: SymbolTables) -> bytes:
+    """Code several groups of (symbols, table ids) into one substream, which a `PartDecoder` parses group by
+    group, in order. The decoder may derive a group's table ids from the groups before it (context models):
+    one ANS stream for all of them costs one flush, not one per group."""
     coder = constriction.stream.stack.AnsCoder()
-    for t, end, n in zip(uniq[::-1], ends[::-1], counts[::-1]):
-        coder.encode_reverse(idx[end - n : end], _model(tables, int(t)))
-    words = coder.get_compressed().astype("<u4")
-    return struct.pack("<I", words.size) + words.tobytes() + _write_varints(sym[escaped])
+    escapes = []
+    prepared = []
+    for symbols, table_ids in parts:
+        sym = symbols.reshape(-1).to(torch.int64).numpy()
+        ids = table_ids.reshape(-1).to(torch.int64).numpy()
+        idx = sym - tables.offsets.numpy()[ids]
+        lengths = tables.lengths.numpy()[ids]
+        escaped = (idx < 0) | (idx >= lengths)
+        idx = np.where(escaped, lengths, idx).astype(np.int32)
+        prepared.append((idx, ids))
+        escapes.append(sym[escaped])
+    # ANS is a stack: the last group goes in first so that the decoder pops the first group first.
+    for idx, ids in reversed(prepared):
+        if ids.size == 0:
+            continue
+        order, uniq, counts = _groups(ids)
+        idx = idx[order]
+        ends = np.cumsum(counts)
+        for t, end, n in zip(uniq[::-1], ends[::-1], counts[::-1]):
+            coder.encode_reverse(idx[end - n : end], _model(tables, int(t)))
+    words = coder.get_compressed().astype("<u4") if any(ids.size for _, ids in prepared) else np.empty(0, "<u4")
+    return struct.pack("<I", words.size) + words.tobytes() + b"".join(_write_varints(e) for e in escapes)
+
+
+class PartDecoder:
+    """Parses a substream written by `encode_parts`, one group per `decode` call, in the encoder's order."""
+
+    def __init__(self, data: bytes):
+        if len(data) < 4:
+            raise EntropyDecodeError("substream shorter than its length field")
+        (nwords,) = struct.unpack_from("<I", data, 0)
+        if 4 + 4 * nwords > len(data):
+            raise EntropyDecodeError("substream length field exceeds the packet")
+        self.data = data
+        self.escape_pos = 4 + 4 * nwords  # escapes of all groups follow the ANS words, group after group
+        words = np.frombuffer(data, dtype="<u4", count=nwords, offset=4).astype(np.uint32)
+        self.coder = constriction.stream.stack.AnsCoder(words) if nwords else None
+
+    def decode(self, table_ids: torch.Tensor, tables: SymbolTables) -> torch.Tensor:
+        """The next group's int64 symbols, shaped like `table_ids`."""
+        ids = table_ids.reshape(-1).to(torch.int64).numpy()
+        if ids.size == 0:
+            return torch.zeros(table_ids.shape, dtype=torch.int64)
+        if self.coder is None:
+            raise EntropyDecodeError("substream holds no ANS data for a non-empty group")
+        order, uniq, counts = _groups(ids)
+        out = np.empty(ids.size, dtype=np.int64)
+        try:
+            start = 0
+            for t, n in zip(uniq, counts):
+                out[start : start + n] = self.coder.decode(_model(tables, int(t)), int(n))
+                start += n
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - includes pyo3's PanicException (a BaseException) on garbage
+            raise EntropyDecodeError(f"ANS data does not decode ({type(exc).__name__})") from None
+        idx = np.empty_like(out)
+        idx[order] = out
+        lengths = tables.lengths.numpy()[ids]
+        sym = idx + tables.offsets.numpy()[ids]
+        escaped = idx == lengths
+        n_esc = int(escaped.sum())
+        if n_esc:
+            sym[escaped], self.escape_pos = _read_varints(self.data, self.escape_pos, n_esc)
+        return torch.from_numpy(sym).reshape(table_ids.shape)
 
 
 def decode(data: bytes, table_ids: torch.Tensor, tables: SymbolTables) -> torch.Tensor:
     """Inverse of `encode`; returns int64 symbols shaped like `table_ids`."""
-    ids = table_ids.reshape(-1).to(torch.int64).numpy()
-    if len(data) < 4:
-        raise EntropyDecodeError("substream shorter than its length field")
-    (nwords,) = struct.unpack_from("<I", data, 0)
-    if 4 + 4 * nwords > len(data):
-        raise EntropyDecodeError("substream length field exceeds the packet")
-    if ids.size == 0:
-        return torch.zeros(table_ids.shape, dtype=torch.int64)
-    words = np.frombuffer(data, dtype="<u4", count=nwords, offset=4).astype(np.uint32)
-    order, uniq, counts = _groups(ids)
-    out = np.empty(ids.size, dtype=np.int64)
-    try:
-        coder = constriction.stream.stack.AnsCoder(words)
-        start = 0
-        for t, n in zip(uniq, counts):
-            out[start : start + n] = coder.decode(_model(tables, int(t)), int(n))
-            start += n
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - includes pyo3's PanicException (a BaseException) on garbage
-        raise EntropyDecodeError(f"ANS data does not decode ({type(exc).__name__})") from None
-    idx = np.empty_like(out)
-    idx[order] = out
-    lengths = tables.lengths.numpy()[ids]
-    sym = idx + tables.offsets.numpy()[ids]
-    escaped = idx == lengths
-    n_esc = int(escaped.sum())
-    if n_esc:
-        sym[escaped] = _read_varints(data, 4 + 4 * nwords, n_esc)
-    return torch.from_numpy(sym).reshape(table_ids.shape)
+    return PartDecoder(data).decode(table_ids, tables)
 
 
 def _write_varints(values: np.ndarray) -> bytes:
@@ -110,7 +139,7 @@ def _write_varints(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def _read_varints(data: bytes, pos: int, count: int) -> np.ndarray:
+def _read_varints(data: bytes, pos: int, count: int) -> tuple[np.ndarray, int]:
     values = np.empty(count, dtype=np.int64)
     for i in range(count):
         z, shift = 0, 0
@@ -124,4 +153,4 @@ def _read_varints(data: bytes, pos: int, count: int) -> np.ndarray:
             if not byte & 0x80:
                 break
         values[i] = (z >> 1) if not z & 1 else -((z + 1) >> 1)
-    return values
+    return values, pos

@@ -363,18 +363,17 @@ class MeanScaleHyperprior(nn.Module):
                  cond: torch.Tensor | None = None) -> Latents:
         """(1, C, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x).
 
-        The y substream holds one ANS stream per coding group, each but the last
-        prefixed by its u32 length: the decoder needs a group's symbols before
-        it can derive the next group's tables.
+        With context models the y substream codes the coding groups one after
+        another in one ANS stream, which the decoder parses group by group.
         """
         z_tables, y_tables = self._require_tables()
         z_sym, groups, y_hat = self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
         z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), z_tables)
-        parts = [coder.encode(symbols, idx, y_tables) for symbols, idx in groups]
-        y_bytes = b"".join(struct.pack("<I", len(p)) + p for p in parts[:-1]) + parts[-1]
-        return Latents(z_bytes, y_bytes, y_hat.float())
+        return Latents(z_bytes, coder.encode_parts(groups, y_tables), y_hat.float())
 
     def _split_y(self, y_bytes: bytes) -> list[bytes]:
+        """Format 2.x layout of a y substream: one ANS stream per coding group, each but the last prefixed by
+        its u32 length."""
         parts, pos = [], 0
         for i in range(self._groups() - 1):
             if pos + 4 > len(y_bytes):
@@ -388,16 +387,22 @@ class MeanScaleHyperprior(nn.Module):
         return parts
 
     @torch.inference_mode()
-    def decompress_latents(self, z_bytes: bytes, y_bytes: bytes, height: int, width: int) -> torch.Tensor:
-        """Substreams -> y_hat for an input whose size was height x width."""
+    def decompress_latents(self, z_bytes: bytes, y_bytes: bytes, height: int, width: int,
+                           framed: bool = False) -> torch.Tensor:
+        """Substreams -> y_hat for an input whose size was height x width; `framed`: the y substream has the
+        format-2.x layout (a separate, length-prefixed ANS stream per coding group)."""
         z_tables, y_tables = self._require_tables()
         hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
         z_shape = (1, self.n, hp // 32, wp // 32)
         z_sym = coder.decode(z_bytes, self._z_table_ids(torch.empty(z_shape)), z_tables)
         device = self.gain.log_gain.device
         means, scales = self.entropy_parameters(z_sym.to(device))
-        parts = self._split_y(y_bytes)
-        y_hat = self._walk_groups(means, scales, lambda i, m, idx: coder.decode(parts[i], idx, y_tables).double())
+        if framed:
+            parts = self._split_y(y_bytes)
+            y_hat = self._walk_groups(means, scales, lambda i, m, idx: coder.decode(parts[i], idx, y_tables).double())
+        else:
+            reader = coder.PartDecoder(y_bytes)
+            y_hat = self._walk_groups(means, scales, lambda i, m, idx: reader.decode(idx, y_tables).double())
         return y_hat.float()
 
     @torch.inference_mode()

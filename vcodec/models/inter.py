@@ -180,10 +180,11 @@ class InterCodec(RateLadder, nn.Module):
 
     @torch.inference_mode()
     def parse(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
-              height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Entropy-decode both sub-codecs' latents; needs no reference, so it can run ahead."""
-        return (self.motion.decompress_latents(motion_z, motion_y, height, width),
-                self.residual.decompress_latents(residual_z, residual_y, height, width))
+              height: int, width: int, framed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entropy-decode both sub-codecs' latents; needs no reference, so it can run ahead. `framed`: the
+        format-2.x layout of y substreams (MeanScaleHyperprior.decompress_latents)."""
+        return (self.motion.decompress_latents(motion_z, motion_y, height, width, framed),
+                self.residual.decompress_latents(residual_z, residual_y, height, width, framed))
 
     @torch.inference_mode()
     def reconstruct(self, global_motion: tuple[int, int], motion_y_hat: torch.Tensor, residual_y_hat: torch.Tensor,
