@@ -308,8 +308,9 @@ class MeanScaleHyperprior(nn.Module):
 
     def _walk_groups(self, means: torch.Tensor, scales: torch.Tensor, code_group) -> torch.Tensor:
         """Visit the coding groups in order, deriving each group's exact parameters from the values decoded
-        before it; `code_group(i, means, scale_indices)` gets a group's means and scale indices (1-D, in
-        row-major order) and returns its integer symbols (float64). Returns y_hat (float64).
+        before it; `code_group(i, ch, selected, means, scale_indices)` gets a group's index, channel slice,
+        position mask within the slice, and its means and scale indices (1-D, in row-major order), and returns
+        its integer symbols (float64). Returns y_hat (float64).
 
         Encoder and decoder both run this walk, so they derive the same parameters by construction.
         """
@@ -325,13 +326,13 @@ class MeanScaleHyperprior(nn.Module):
                     m, s = self.channel_parameters(pass_index, slice_index, known, m, s)
                 selected = positions.expand_as(m)
                 m_sel = m[selected]
-                symbols = code_group(group, m_sel, self.scale_index(s[selected]))
+                symbols = code_group(group, ch, selected, m_sel, self.scale_index(s[selected]))
                 known[:, ch][selected] = symbols.to(known.device, torch.float64) + m_sel
                 group += 1
         return known
 
     def _groups(self) -> int:
-        return len(self._passes(1, 1, torch.device("cpu"))) * len(self._slices())
+        return (1 if self.context is None else 2) * len(self._slices())
 
     def _symbols(self, y0: torch.Tensor, quality: float):
         """(z symbols, [(symbols, scale indices) per coding group], y_hat) of the analysis output at `quality`."""
@@ -339,12 +340,9 @@ class MeanScaleHyperprior(nn.Module):
         z_sym = torch.round(self.h_a(y.float())).cpu().long()
         means, scales = self.entropy_parameters(z_sym.to(y0.device))
         groups: list[tuple[torch.Tensor, torch.Tensor]] = []
-        flat = [y[:, ch] for ch in self._slices()]
-        positions = self._passes(*y.shape[-2:], y.device)
 
-        def quantize(i: int, m: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            values = flat[i % len(flat)][positions[i // len(flat)].expand_as(flat[i % len(flat)])]
-            symbols = torch.round(values - m)
+        def quantize(i: int, ch: slice, selected: torch.Tensor, m: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            symbols = torch.round(y[:, ch][selected] - m)
             groups.append((symbols.cpu().long(), idx))
             return symbols
 
@@ -399,10 +397,11 @@ class MeanScaleHyperprior(nn.Module):
         means, scales = self.entropy_parameters(z_sym.to(device))
         if framed:
             parts = self._split_y(y_bytes)
-            y_hat = self._walk_groups(means, scales, lambda i, m, idx: coder.decode(parts[i], idx, y_tables).double())
+            y_hat = self._walk_groups(means, scales,
+                                      lambda i, ch, sel, m, idx: coder.decode(parts[i], idx, y_tables).double())
         else:
             reader = coder.PartDecoder(y_bytes)
-            y_hat = self._walk_groups(means, scales, lambda i, m, idx: reader.decode(idx, y_tables).double())
+            y_hat = self._walk_groups(means, scales, lambda i, ch, sel, m, idx: reader.decode(idx, y_tables).double())
         return y_hat.float()
 
     @torch.inference_mode()
