@@ -53,7 +53,8 @@ def test_two_pass_roundtrip_is_exact(image):
     model = _with_trained_looking_context(_codec(True))
     for quality in (0.0, 3.5, 7.0):
         lat = model.compress(image, quality)
-        assert torch.equal(model.decompress_latents(lat.z_bytes, lat.y_bytes, 32, 48), lat.y_hat)
+        assert torch.equal(model.decompress(lat.substream(), 32, 48), lat.y_hat)
+        assert torch.equal(model.decompress_latents(*lat.split_substreams(), 32, 48), lat.y_hat)
 
 
 def test_format_2_layout_still_parses(image):
@@ -64,12 +65,11 @@ def test_format_2_layout_still_parses(image):
 
     model = _with_trained_looking_context(_codec(True))
     lat = model.compress(image, 3.0)
-    with torch.inference_mode():
-        _, groups, _ = model._symbols(model.analysis(image), 3.0)
-    parts = [coder.encode(symbols, idx, model.y_tables) for symbols, idx in groups]
+    z_bytes, y_bytes = lat.split_substreams()
+    parts = [coder.encode(symbols, idx, tables) for symbols, idx, tables in lat.groups[1:]]
     framed = b"".join(struct.pack("<I", len(p)) + p for p in parts[:-1]) + parts[-1]
-    assert framed != lat.y_bytes
-    assert torch.equal(model.decompress_latents(lat.z_bytes, framed, 32, 48, framed=True), lat.y_hat)
+    assert framed != y_bytes
+    assert torch.equal(model.decompress_latents(z_bytes, framed, 32, 48, framed=True), lat.y_hat)
 
 
 def test_context_parameters_survive_perturbation_and_threads(image):
@@ -96,9 +96,14 @@ def test_context_parameters_survive_perturbation_and_threads(image):
 def test_truncated_anchor_part_is_a_decode_error(image):
     model = _with_trained_looking_context(_codec(True))
     lat = model.compress(image, 3.0)
-    for bad in (lat.y_bytes[:3], (10**6).to_bytes(4, "little") + lat.y_bytes[4:]):
+    z_bytes, y_bytes = lat.split_substreams()
+    for bad in (y_bytes[:3], (10**6).to_bytes(4, "little") + y_bytes[4:]):
         with pytest.raises(EntropyDecodeError):
-            model.decompress_latents(lat.z_bytes, bad, 32, 48)
+            model.decompress_latents(z_bytes, bad, 32, 48)
+    data = lat.substream()
+    for bad in (data[:3], (10**6).to_bytes(4, "little") + data[4:]):
+        with pytest.raises(EntropyDecodeError):
+            model.decompress(bad, 32, 48)
 
 
 def test_training_pass_uses_the_context():

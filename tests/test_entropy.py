@@ -125,7 +125,7 @@ def test_symbols_identical_with_one_and_two_threads(sample_frames):
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            results.append(model.decompress_latents(latents.z_bytes, latents.y_bytes, *x.shape[-2:]))
+            results.append(model.decompress(latents.substream(), *x.shape[-2:]))
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], latents.y_hat)
@@ -142,6 +142,6 @@ def test_hyper_latents_beyond_exact_range_are_a_stream_error():
     model = load_keyframe().model
     z = torch.full((1, model.n, 1, 1), 2**40, dtype=torch.long)
     z_bytes = coder.encode(z, model._z_table_ids(z), model.z_tables)
-    packet = Packet(FRAME_I, 5, 3.0, pack_substreams([z_bytes, b"\0\0\0\0"]))
-    with pytest.raises(StreamError, match="frame 5: entropy decoding failed"):
-        FrameDecoder(model, 32, 32, torch.device("cpu")).parse(packet)
+    for version, payload in (((4, 0), z_bytes), ((3, 0), pack_substreams([z_bytes, b"\0\0\0\0"]))):
+        with pytest.raises(StreamError, match="frame 5: entropy decoding failed"):
+            FrameDecoder(model, 32, 32, torch.device("cpu"), version=version).parse(Packet(FRAME_I, 5, 3.0, payload))

@@ -8,7 +8,7 @@ import torch
 
 import vcodec
 from tests.conftest import crop, write_clip
-from vcodec.models.flow import warp
+from vcodec.models.flow import warp, warp_yuv420
 from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.video import read_frames
 from vcodec.zoo import save_weights
@@ -139,6 +139,32 @@ def test_warp_predicts_a_known_shift():
     assert torch.allclose(pred[inner], shifted[inner], atol=1e-5)
 
 
+def test_luma_warp_moves_luma_by_one_full_resolution_pixel():
+    """A one-pixel luma shift is half a pixel on the 4:2:0 grid: `warp` interpolates between luma pixels two
+    apart there, while `warp_yuv420` moves the luma plane exactly."""
+    g = torch.Generator().manual_seed(0)
+    luma = torch.rand(1, 1, 80, 80, generator=g)
+    chroma = torch.rand(1, 2, 40, 40, generator=g)
+    ref = torch.cat([torch.nn.functional.pixel_unshuffle(luma, 2), chroma], dim=1)
+    flow = torch.zeros(1, 2, 40, 40)
+    flow[:, 0] = 0.5  # half a 4:2:0 pixel to the right: one luma pixel
+    want = torch.nn.functional.pixel_unshuffle(torch.roll(luma, shifts=-1, dims=-1), 2)
+    inner = (slice(None), slice(None, 4), slice(2, -2), slice(2, -2))
+    assert torch.allclose(warp_yuv420(ref, flow)[inner], want[inner], atol=1e-5)
+    assert (warp(ref, flow)[inner] - want[inner]).abs().mean() > 0.1
+    assert torch.allclose(warp_yuv420(ref, flow)[:, 4:], warp(ref, flow)[:, 4:])
+
+
+def test_p_frames_with_luma_warp_roundtrip_bit_exact(tmp_path, gop_clip):
+    torch.manual_seed(2)
+    weights = tmp_path / "inter_luma.pt"
+    save_weights(weights, InterCodec(InterConfig(**{**TINY.__dict__, "luma_warp": True})).eval(), {"note": "test"})
+    stream = tmp_path / "luma.lvc"
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=weights, progress=False,
+                  scene_cuts=False, frames=3)
+    vcodec.decode(stream, tmp_path / "luma.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
+
+
 def test_flow_network_recovers_a_known_shift(sample_frames):
     """Block matching inside the flow network finds motion by construction, before any training."""
     from vcodec.color import frame_to_tensor
@@ -190,9 +216,7 @@ def test_p_frame_symbols_identical_with_one_and_two_threads(tmp_path, gop_clip, 
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            parts = [unpack_payload(p)[1] for p in packets]
-            results.append([(model.motion.decompress_latents(a, b, 32, 48),
-                             model.residual.decompress_latents(c, d, 32, 48)) for a, b, c, d in parts])
+            results.append([model.parse(unpack_payload(p)[1][0], 32, 48) for p in packets])
     finally:
         torch.set_num_threads(threads)
     for (m1, r1), (m2, r2) in zip(*results):
@@ -225,6 +249,34 @@ def test_p_packet_carries_the_global_motion_of_a_pan(sample_frames, inter_weight
     dec = FrameDecoder(keyframe, 256, 192, torch.device("cpu"), inter)
     for c in coded:
         assert dec.decode(c.packet).tobytes() == c.recon.tobytes()
+
+
+def test_format_3_packets_still_decode(sample_frames, inter_weights):
+    """Format 3.x gave each latent's z and y their own length-prefixed substream; 4.x codes a frame's groups in
+    one ANS stream. The same latents in either layout decode to the same frames, and the one stream is smaller."""
+    from vcodec.codec import FrameDecoder, pack_p_payload, pack_substreams
+    from vcodec.color import frame_to_tensor
+    from vcodec.stream import FRAME_I, FRAME_P, Packet
+    from vcodec.zoo import load_inter, load_keyframe
+
+    keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
+    x0, x1 = (frame_to_tensor(crop(f, 96, 64)) for f in sample_frames[:2])
+    key = keyframe.compress(x0, 3.0)
+    ref = keyframe.synthesize(key.y_hat, 3.0, *x0.shape[-2:]).clamp(0, 1)
+    p = inter.compress(x1, (ref * 255).round() / 255, 3.0)
+    split = [*p.motion.split_substreams(), *p.residual.split_substreams()]
+    packets = {
+        (4, 0): [Packet(FRAME_I, 0, 3.0, key.substream()),
+                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, p.substream()))],
+        (3, 0): [Packet(FRAME_I, 0, 3.0, pack_substreams(list(key.split_substreams()))),
+                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, pack_substreams(split)))],
+    }
+    frames = {}
+    for version, pair in packets.items():
+        dec = FrameDecoder(keyframe, 96, 64, torch.device("cpu"), inter, version)
+        frames[version] = [dec.decode(packet).tobytes() for packet in pair]
+    assert frames[(4, 0)] == frames[(3, 0)]
+    assert all(a.size < b.size for a, b in zip(packets[(4, 0)], packets[(3, 0)]))
 
 
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():

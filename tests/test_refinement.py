@@ -21,7 +21,7 @@ def _coded_cost(model, x: torch.Tensor, quality: float, y0: torch.Tensor) -> flo
     x_hat = model.synthesize(latents.y_hat, quality, *x.shape[-2:])
     x_hat = (x_hat * 255).round() / 255
     pixels = 4 * x.shape[-2] * x.shape[-1]
-    bits = 8 * (len(latents.z_bytes) + len(latents.y_bytes))
+    bits = 8 * len(latents.substream())
     return bits / pixels + float(model.lmbda(torch.tensor([quality]))) * 255**2 * float(yuv_mse(x_hat, x))
 
 

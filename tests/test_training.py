@@ -79,7 +79,7 @@ def test_export_is_loadable_and_codes(tmp_path, tiny_config, sample_frames):
 
     x = frame_to_tensor(crop(sample_frames[0], 64, 64))
     lat = loaded.model.compress(x, 3.0)
-    y_hat = loaded.model.decompress_latents(lat.z_bytes, lat.y_bytes, 32, 32)
+    y_hat = loaded.model.decompress(lat.substream(), 32, 32)
     assert torch.equal(y_hat, lat.y_hat)
 
 

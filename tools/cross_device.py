@@ -25,30 +25,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import vcodec  # noqa: E402
-from vcodec.codec import unpack_payload  # noqa: E402
-from vcodec.color import chroma_size  # noqa: E402
+from vcodec.codec import FrameDecoder  # noqa: E402
 from vcodec.metrics import psnr  # noqa: E402
-from vcodec.stream import FRAME_I, StreamReader  # noqa: E402
+from vcodec.stream import StreamReader  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 from vcodec.zoo import inter_available, load_inter, load_keyframe  # noqa: E402
 
 
 def parsed_latents(stream: Path, device: str) -> list[list[torch.Tensor]]:
-    """Entropy-decoded latents of every substream pair of every packet, computed on `device`."""
+    """Entropy-decoded latents of every packet, with the entropy parameters computed on `device`."""
     key = load_keyframe(None, device).model
     inter = load_inter(None, device).model if inter_available() else None
-    out = []
     with StreamReader(stream) as r:
-        cw, ch = chroma_size(r.header.width, r.header.height)
-        for p in r.packets():
-            _, parts = unpack_payload(p)
-            if p.frame_type == FRAME_I:
-                out.append([key.decompress_latents(parts[0], parts[1], ch, cw).cpu()])
-            else:
-                assert inter is not None
-                out.append([inter.motion.decompress_latents(parts[0], parts[1], ch, cw).cpu(),
-                            inter.residual.decompress_latents(parts[2], parts[3], ch, cw).cpu()])
-    return out
+        h = r.header
+        decoder = FrameDecoder(key, h.width, h.height, torch.device(device), inter, h.version)
+        return [[y.cpu() for y in decoder.parse(p).latents] for p in r.packets()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -313,13 +313,13 @@ class StreamInfo:
 
 def info(input: str | os.PathLike) -> StreamInfo:
     """Header, per-frame and per-GOP sizes of a stream (every packet is checked), with each packet's
-    entropy-coded substream sizes: where the bits go."""
+    entropy-coded substream sizes where the format splits a frame into several (2.x, 3.x)."""
     with StreamReader(input) as reader:
         result = StreamInfo(Path(input), reader.header, reader.size)
         for packet in reader.packets():
             result.packets.append({"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type],
                                    "bytes": packet.size, "quality": packet.quality,
-                                   "substreams": substream_sizes(packet)})
+                                   "substreams": substream_sizes(packet, reader.header.version)})
         if len(result.packets) != reader.header.frame_count:
             raise StreamError(
                 f"stream holds {len(result.packets)} packets but its header says {reader.header.frame_count} frames"

@@ -187,7 +187,8 @@ def _run(args: argparse.Namespace) -> int:
                 for name, n in p["substreams"].items():
                     parts[name] = parts.get(name, 0) + n
             shares = ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in parts.items())
-            print(f"  {t}-frames: {len(packets)}, {total} bytes, mean {total / len(packets):.0f} bytes ({shares})")
+            print(f"  {t}-frames: {len(packets)}, {total} bytes, mean {total / len(packets):.0f} bytes"
+                  + (f" ({shares})" if shares else ""))
         print(f"  GOPs: {len(s.gops)}")
         for g in s.gops if args.frames else s.gops[:8]:
             print(f"    GOP at frame {g['first_frame']}: {g['frames']} frames, {g['bytes']} bytes")
@@ -196,7 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.frames:
             for p in s.packets:
                 parts = " ".join(f"{name} {n}" for name, n in p["substreams"].items())
-                print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g} ({parts})")
+                print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g}"
+                      + (f" ({parts})" if parts else ""))
     return 0
 
 

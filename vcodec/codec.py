@@ -31,21 +31,24 @@ from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, VERSION, Packet, 
 
 _LEN = struct.Struct("<I")
 _GLOBAL_MOTION = struct.Struct("<hh")
-SUBSTREAMS = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
+# Formats 2.x and 3.x gave each latent's z and y their own substream; from 4.0 a frame has one.
+SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
+SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
 
 
 def pack_substreams(parts: list[bytes]) -> bytes:
-    """Every substream but the last is prefixed by its u32 length; the last runs to the end."""
+    """Format 3.x: every substream but the last is prefixed by its u32 length; the last runs to the end."""
     return b"".join(_LEN.pack(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
-def pack_p_payload(global_motion: tuple[int, int], parts: list[bytes]) -> bytes:
-    """A P-frame payload: the global motion (two int16, 1/8 px) ahead of its four substreams."""
-    return _GLOBAL_MOTION.pack(*global_motion) + pack_substreams(parts)
+def pack_p_payload(global_motion: tuple[int, int], substream: bytes) -> bytes:
+    """A P-frame payload: the global motion (two int16, 1/8 px) ahead of its substream."""
+    return _GLOBAL_MOTION.pack(*global_motion) + substream
 
 
-def unpack_payload(packet: Packet) -> tuple[tuple[int, int], list[bytes]]:
-    """(global motion, substreams) of a packet; keyframes have no global motion, (0, 0)."""
+def unpack_payload(packet: Packet, version: tuple[int, int] = VERSION) -> tuple[tuple[int, int], list[bytes]]:
+    """(global motion, substreams) of a packet: one substream from format 4.0 on, 2 (I) or 4 (P) before;
+    keyframes have no global motion, (0, 0)."""
     payload = packet.payload
     global_motion = (0, 0)
     if packet.frame_type == FRAME_P:
@@ -53,16 +56,18 @@ def unpack_payload(packet: Packet) -> tuple[tuple[int, int], list[bytes]]:
             raise StreamError(f"frame {packet.frame_index}: payload ends inside the global motion field")
         global_motion = _GLOBAL_MOTION.unpack_from(payload)
         payload = payload[_GLOBAL_MOTION.size :]
-    return global_motion, unpack_substreams(payload, SUBSTREAMS[packet.frame_type], packet.frame_index)
+    if version >= (4, 0):
+        return global_motion, [payload]
+    return global_motion, unpack_substreams(payload, SUBSTREAMS_3X[packet.frame_type], packet.frame_index)
 
 
-SUBSTREAM_NAMES = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
-
-
-def substream_sizes(packet: Packet) -> dict[str, int]:
-    """Bytes of each entropy-coded substream of a packet, by name (what `vcodec info` reports)."""
-    _, parts = unpack_payload(packet)
-    return {name: len(part) for name, part in zip(SUBSTREAM_NAMES[packet.frame_type], parts)}
+def substream_sizes(packet: Packet, version: tuple[int, int] = VERSION) -> dict[str, int]:
+    """Bytes of each entropy-coded substream of a format-3.x or 2.x packet, by name (what `vcodec info`
+    reports); empty from format 4.0 on, where all of a frame's latents share one ANS stream."""
+    if version >= (4, 0):
+        return {}
+    _, parts = unpack_payload(packet, version)
+    return {name: len(part) for name, part in zip(SUBSTREAM_NAMES_3X[packet.frame_type], parts)}
 
 
 def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[bytes]:
@@ -172,7 +177,7 @@ class FrameEncoder:
             y0 = refine_latent(self.keyframe, pad_to(x, PAD), y0, quality, lmbda, self.effort)
         latents = self.keyframe.compress(x, quality, y0)
         x_hat = self.keyframe.synthesize(latents.y_hat, quality, x.shape[-2], x.shape[-1])
-        packet = Packet(FRAME_I, index, quality, pack_substreams([latents.z_bytes, latents.y_bytes]))
+        packet = Packet(FRAME_I, index, quality, latents.substream())
         if self.rate is not None:
             self.rate.update(estimate, 8 * (packet.size + INDEX_ENTRY_BYTES))
             self._p_quality = None
@@ -184,8 +189,7 @@ class FrameEncoder:
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
         lat = self.inter.compress(x, self.reference, quality, self.effort)
-        parts = [lat.motion.z_bytes, lat.motion.y_bytes, lat.residual.z_bytes, lat.residual.y_bytes]
-        packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, parts))
+        packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, lat.substream()))
         if self.rate is not None:
             real = 8 * (packet.size + INDEX_ENTRY_BYTES)
             target = self.rate.target()
@@ -202,7 +206,9 @@ class FrameDecoder:
     def __init__(self, keyframe: KeyframeCodec, width: int, height: int, device: torch.device,
                  inter: InterCodec | None = None, version: tuple[int, int] = VERSION):
         self.keyframe, self.inter, self.width, self.height, self.device = keyframe, inter, width, height, device
-        # Format 2.x coded each context group of a latent as its own length-prefixed ANS stream.
+        # Format 2.x coded each context group of a latent as its own length-prefixed ANS stream, 3.x each
+        # latent's z and y as a substream, 4.x the whole frame as one.
+        self.version = version
         self.framed = version < (3, 0)
         self.half_w, self.half_h = chroma_size(width, height)
         self.reference: torch.Tensor | None = None
@@ -210,14 +216,18 @@ class FrameDecoder:
     def parse(self, packet: Packet) -> ParsedFrame:
         """Entropy-decode a packet's latents. Independent of other frames, so it can run ahead of
         `reconstruct` (in another thread) while the previous frame is being synthesized."""
-        global_motion, parts = unpack_payload(packet)
+        global_motion, parts = unpack_payload(packet, self.version)
+        size = (self.half_h, self.half_w)
         try:
             if packet.frame_type == FRAME_I:
-                return ParsedFrame(global_motion, [self.keyframe.decompress_latents(parts[0], parts[1], self.half_h,
-                                                                                    self.half_w, self.framed)])
+                if len(parts) == 1:
+                    return ParsedFrame(global_motion, [self.keyframe.decompress(parts[0], *size)])
+                return ParsedFrame(global_motion, [self.keyframe.decompress_latents(*parts, *size, self.framed)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
-            return ParsedFrame(global_motion, list(self.inter.parse(*parts, self.half_h, self.half_w, self.framed)))
+            if len(parts) == 1:
+                return ParsedFrame(global_motion, list(self.inter.parse(parts[0], *size)))
+            return ParsedFrame(global_motion, list(self.inter.parse_substreams(*parts, *size, self.framed)))
         except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
 

@@ -19,8 +19,9 @@ from typing import BinaryIO
 from vcodec.errors import StreamError
 
 MAGIC = b"\x89LVC\r\n\x1a\n"
-VERSION = (3, 0)  # (major, minor): a reader accepts the majors in READABLE and any minor
-READABLE = (2, 3)  # 2.x differs only in the layout of context models' y substreams (vcodec.codec.FrameDecoder)
+VERSION = (4, 0)  # (major, minor): a reader accepts the majors in READABLE and any minor
+# 2.x and 3.x differ only in how a packet's entropy-coded groups are split into substreams (vcodec.codec)
+READABLE = (2, 3, 4)
 # Minor versions only append fields to the header body; readers ignore what they do not know.
 END_MAGIC = b"LVC-END!"
 PACKET_SYNC = b"PK"

@@ -9,7 +9,8 @@ probability row per symbol (see docs/ENTROPY.md for the measurement).
 
 Substream layout: u32 word count | ANS words (u32, little endian) | escapes as
 zig-zag LEB128 varints in symbol order. Several groups of symbols can share one
-substream (`encode_parts` / `PartDecoder`): their escapes follow group after group.
+substream (`encode_groups` / `PartDecoder`), each under its own tables: their
+escapes follow group after group.
 """
 
 from __future__ import annotations
@@ -50,23 +51,28 @@ def encode(symbols: torch.Tensor, table_ids: torch.Tensor, tables: SymbolTables)
 
 
 def encode_parts(parts: list[tuple[torch.Tensor, torch.Tensor]], tables: SymbolTables) -> bytes:
-    """Code several groups of (symbols, table ids) into one substream, which a `PartDecoder` parses group by
-    group, in order. The decoder may derive a group's table ids from the groups before it (context models):
-    one ANS stream for all of them costs one flush, not one per group."""
+    """Code several groups of (symbols, table ids) under the same tables into one substream (`encode_groups`)."""
+    return encode_groups([(symbols, table_ids, tables) for symbols, table_ids in parts])
+
+
+def encode_groups(groups: list[tuple[torch.Tensor, torch.Tensor, SymbolTables]]) -> bytes:
+    """Code several groups of (symbols, table ids, tables) into one substream, which a `PartDecoder` parses
+    group by group, in order. The decoder may derive a group's table ids from the groups before it (context
+    models, a hyperprior's z before its y): one ANS stream for all of them costs one flush, not one per group."""
     coder = constriction.stream.stack.AnsCoder()
     escapes = []
     prepared = []
-    for symbols, table_ids in parts:
+    for symbols, table_ids, tables in groups:
         sym = symbols.reshape(-1).to(torch.int64).numpy()
         ids = table_ids.reshape(-1).to(torch.int64).numpy()
         idx = sym - tables.offsets.numpy()[ids]
         lengths = tables.lengths.numpy()[ids]
         escaped = (idx < 0) | (idx >= lengths)
         idx = np.where(escaped, lengths, idx).astype(np.int32)
-        prepared.append((idx, ids))
+        prepared.append((idx, ids, tables))
         escapes.append(sym[escaped])
     # ANS is a stack: the last group goes in first so that the decoder pops the first group first.
-    for idx, ids in reversed(prepared):
+    for idx, ids, tables in reversed(prepared):
         if ids.size == 0:
             continue
         order, uniq, counts = _groups(ids)
@@ -74,7 +80,8 @@ def encode_parts(parts: list[tuple[torch.Tensor, torch.Tensor]], tables: SymbolT
         ends = np.cumsum(counts)
         for t, end, n in zip(uniq[::-1], ends[::-1], counts[::-1]):
             coder.encode_reverse(idx[end - n : end], _model(tables, int(t)))
-    words = coder.get_compressed().astype("<u4") if any(ids.size for _, ids in prepared) else np.empty(0, "<u4")
+    nonempty = any(ids.size for _, ids, _ in prepared)
+    words = coder.get_compressed().astype("<u4") if nonempty else np.empty(0, "<u4")
     return struct.pack("<I", words.size) + words.tobytes() + b"".join(_write_varints(e) for e in escapes)
 
 

@@ -5,6 +5,12 @@ measured in half-resolution pixels; the same displacement moves all 6 channels.
 Warping is backward and bilinear: out(p) = ref(p + flow(p)); samples that fall
 outside the frame take the nearest border pixel (grid_sample's "border" mode),
 which suits camera pans better than zeros.
+
+`warp` moves all 6 channels on the half-resolution grid: right for matching, but
+for a prediction it blurs luma, whose four phases sit 2 luma pixels apart in that
+grid, so a 1-pixel luma shift interpolates between pixels 2 apart instead of
+taking the neighbouring phase. `warp_yuv420` warps luma on its own full-resolution
+grid and chroma on the half-resolution one.
 """
 
 from __future__ import annotations
@@ -28,6 +34,15 @@ def warp(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     y = gy + flow[:, 1]
     grid = torch.stack([2 * (x + 0.5) / w - 1, 2 * (y + 0.5) / h - 1], dim=-1)
     return F.grid_sample(ref, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def warp_yuv420(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward bilinear warp of a 4:2:0 tensor (B, 6, H, W) by a half-resolution flow (B, 2, H, W):
+    luma on its full-resolution plane (flow upsampled and doubled), chroma as `warp` does."""
+    luma = F.pixel_shuffle(ref[:, :4], 2)
+    luma_flow = 2 * F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=False)
+    luma = F.pixel_unshuffle(warp(luma, luma_flow), 2)
+    return torch.cat([luma, warp(ref[:, 4:], flow)], dim=1)
 
 
 def cost_volume(cur: torch.Tensor, ref: torch.Tensor, radius: int, window: int = 11) -> torch.Tensor:

@@ -74,11 +74,19 @@ class RateLadder:
 
 @dataclass
 class Latents:
-    """What one hyperprior codes to: the two substreams and the decoded latent."""
+    """What one hyperprior codes: its coding groups of (symbols, table ids, tables) in parsing order, z
+    first, and the decoded latent. A frame's groups from all its latents share one substream (format 4)."""
 
-    z_bytes: bytes
-    y_bytes: bytes
+    groups: list[tuple[torch.Tensor, torch.Tensor, SymbolTables]]
     y_hat: torch.Tensor
+
+    def substream(self) -> bytes:
+        """This latent alone in one substream, as `MeanScaleHyperprior.decompress` reads it."""
+        return coder.encode_groups(self.groups)
+
+    def split_substreams(self) -> tuple[bytes, bytes]:
+        """(z, y) as two substreams: the format-3.x layout."""
+        return coder.encode_groups(self.groups[:1]), coder.encode_groups(self.groups[1:])
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -334,40 +342,36 @@ class MeanScaleHyperprior(nn.Module):
     def _groups(self) -> int:
         return (1 if self.context is None else 2) * len(self._slices())
 
-    def _symbols(self, y0: torch.Tensor, quality: float):
-        """(z symbols, [(symbols, scale indices) per coding group], y_hat) of the analysis output at `quality`."""
+    def _symbols(self, y0: torch.Tensor, quality: float) -> Latents:
+        """The coding groups and y_hat of the analysis output at `quality`."""
+        z_tables, y_tables = self._require_tables()
         y = (y0 * self.gain(self.quality_tensor(quality, y0.device))).double()
         z_sym = torch.round(self.h_a(y.float())).cpu().long()
         means, scales = self.entropy_parameters(z_sym.to(y0.device))
-        groups: list[tuple[torch.Tensor, torch.Tensor]] = []
+        groups = [(z_sym, self._z_table_ids(z_sym), z_tables)]
 
         def quantize(i: int, ch: slice, selected: torch.Tensor, m: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             symbols = torch.round(y[:, ch][selected] - m)
-            groups.append((symbols.cpu().long(), idx))
+            groups.append((symbols.cpu().long(), idx, y_tables))
             return symbols
 
         y_hat = self._walk_groups(means, scales, quantize)
-        return z_sym, groups, y_hat
+        return Latents(groups, y_hat.float())
 
     @torch.inference_mode()
     def estimate_bits(self, y0: torch.Tensor, quality: float) -> float:
         """Ideal code length at `quality` from the analysis output (for rate control)."""
-        z_tables, y_tables = self._require_tables()
-        z_sym, groups, _ = self._symbols(y0, quality)
-        return z_tables.bits(z_sym, self._z_table_ids(z_sym)) + sum(y_tables.bits(s, i) for s, i in groups)
+        return sum(tables.bits(s, i) for s, i, tables in self._symbols(y0, quality).groups)
 
     @torch.inference_mode()
     def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None) -> Latents:
-        """(1, C, h, w) tensor -> substreams; x is padded internally. y0: precomputed analysis(x).
+        """(1, C, h, w) tensor -> coding groups and y_hat; x is padded internally. y0: precomputed analysis(x).
 
-        With context models the y substream codes the coding groups one after
-        another in one ANS stream, which the decoder parses group by group.
+        With context models y is coded as several groups, one after another,
+        each group's parameters derived from the groups before it.
         """
-        z_tables, y_tables = self._require_tables()
-        z_sym, groups, y_hat = self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
-        z_bytes = coder.encode(z_sym, self._z_table_ids(z_sym), z_tables)
-        return Latents(z_bytes, coder.encode_parts(groups, y_tables), y_hat.float())
+        return self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
 
     def _split_y(self, y_bytes: bytes) -> list[bytes]:
         """Format 2.x layout of a y substream: one ANS stream per coding group, each but the last prefixed by
@@ -384,17 +388,34 @@ class MeanScaleHyperprior(nn.Module):
         parts.append(y_bytes[pos:])
         return parts
 
+    def _z_ids(self, height: int, width: int) -> torch.Tensor:
+        """Table ids of z for an input of height x width (before padding)."""
+        hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
+        return self._z_table_ids(torch.empty(1, self.n, hp // 32, wp // 32))
+
+    @torch.inference_mode()
+    def parse(self, reader: coder.PartDecoder, height: int, width: int) -> torch.Tensor:
+        """y_hat parsed group by group, z first, from a substream that may carry other latents' groups
+        after this one's (format 4: one substream per frame)."""
+        z_tables, y_tables = self._require_tables()
+        z_sym = reader.decode(self._z_ids(height, width), z_tables)
+        means, scales = self.entropy_parameters(z_sym.to(self.gain.log_gain.device))
+        y_hat = self._walk_groups(means, scales, lambda i, ch, sel, m, idx: reader.decode(idx, y_tables).double())
+        return y_hat.float()
+
+    def decompress(self, data: bytes, height: int, width: int) -> torch.Tensor:
+        """The inverse of `Latents.substream`."""
+        return self.parse(coder.PartDecoder(data), height, width)
+
     @torch.inference_mode()
     def decompress_latents(self, z_bytes: bytes, y_bytes: bytes, height: int, width: int,
                            framed: bool = False) -> torch.Tensor:
-        """Substreams -> y_hat for an input whose size was height x width; `framed`: the y substream has the
-        format-2.x layout (a separate, length-prefixed ANS stream per coding group)."""
+        """Separate z and y substreams (formats 2.x and 3.x) -> y_hat for an input whose size was height x
+        width; `framed`: the y substream has the format-2.x layout (a separate, length-prefixed ANS stream
+        per coding group)."""
         z_tables, y_tables = self._require_tables()
-        hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
-        z_shape = (1, self.n, hp // 32, wp // 32)
-        z_sym = coder.decode(z_bytes, self._z_table_ids(torch.empty(z_shape)), z_tables)
-        device = self.gain.log_gain.device
-        means, scales = self.entropy_parameters(z_sym.to(device))
+        z_sym = coder.decode(z_bytes, self._z_ids(height, width), z_tables)
+        means, scales = self.entropy_parameters(z_sym.to(self.gain.log_gain.device))
         if framed:
             parts = self._split_y(y_bytes)
             y_hat = self._walk_groups(means, scales,

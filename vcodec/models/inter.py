@@ -3,7 +3,7 @@
     flow = FlowNet(x_t, x̂_{t-1})                      motion estimation
     g = median(flow), to 1/8 px                       global motion, sent as two integers
     flow_hat = g + MotionCodec(flow − g)              learned motion coding (hyperprior)
-    x̄ = warp(x̂_{t-1}, flow_hat)
+    x̄ = warp(x̂_{t-1}, flow_hat)                      (luma at full resolution with `luma_warp`)
     x̄ += Refine([x̄, x̂_{t-1}, flow_hat])              motion compensation
     r̂ = ResidualCodec(x_t − x̄ | x̄)                    learned residual coding (hyperprior); with
     x̂_t = x̄ + r̂                                         `conditional`, both transforms also see x̄
@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from vcodec.entropy import coder
 from vcodec.layers import conv
 from vcodec.models.conditional import ConditionalHyperprior
-from vcodec.models.flow import FlowNet, warp
+from vcodec.models.flow import FlowNet, warp, warp_yuv420
 from vcodec.models.hyperprior import (
     PAD,
     LadderConfig,
@@ -73,6 +74,7 @@ class InterConfig(LadderConfig):
     context: bool = False  # checkerboard context models in the motion and residual codecs
     conditional: bool = False  # the residual codec also sees the prediction (vcodec.models.conditional)
     residual_slices: int = 1  # > 1: channel-wise context in the residual codec (vcodec.models.channel)
+    luma_warp: bool = False  # motion compensation warps luma at full resolution (vcodec.models.flow.warp_yuv420)
 
 
 class Refine(nn.Module):
@@ -98,6 +100,10 @@ class InterLatents:
     residual: Latents
     x_hat: torch.Tensor  # reconstruction, unclamped, padded size
 
+    def substream(self) -> bytes:
+        """Both latents' coding groups in one substream, motion first: what `InterCodec.parse` reads."""
+        return coder.encode_groups(self.motion.groups + self.residual.groups)
+
 
 class InterCodec(RateLadder, nn.Module):
     def __init__(self, config: InterConfig | None = None):
@@ -121,7 +127,8 @@ class InterCodec(RateLadder, nn.Module):
 
     def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄ from the reference and the decoded flow."""
-        return self.refine(warp(ref, flow_hat), ref, flow_hat)
+        warped = warp_yuv420(ref, flow_hat) if self.config.luma_warp else warp(ref, flow_hat)
+        return self.refine(warped, ref, flow_hat)
 
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -179,10 +186,17 @@ class InterCodec(RateLadder, nn.Module):
         return self.predict(refp, flow_hat)
 
     @torch.inference_mode()
-    def parse(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
-              height: int, width: int, framed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Entropy-decode both sub-codecs' latents; needs no reference, so it can run ahead. `framed`: the
-        format-2.x layout of y substreams (MeanScaleHyperprior.decompress_latents)."""
+    def parse(self, data: bytes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entropy-decode both sub-codecs' latents from the frame's one substream (format 4: the motion
+        codec's groups, then the residual codec's); needs no reference, so it can run ahead."""
+        reader = coder.PartDecoder(data)
+        return self.motion.parse(reader, height, width), self.residual.parse(reader, height, width)
+
+    @torch.inference_mode()
+    def parse_substreams(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
+                         height: int, width: int, framed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`parse` for formats 2.x and 3.x, which give each latent's z and y their own substreams; `framed`:
+        the format-2.x layout of y substreams (MeanScaleHyperprior.decompress_latents)."""
         return (self.motion.decompress_latents(motion_z, motion_y, height, width, framed),
                 self.residual.decompress_latents(residual_z, residual_y, height, width, framed))
 
@@ -197,8 +211,7 @@ class InterCodec(RateLadder, nn.Module):
                                                 cond=self._condition(pred))
         return x_hat[:, :, :h, :w]
 
-    def decompress(self, global_motion: tuple[int, int], motion_z: bytes, motion_y: bytes, residual_z: bytes,
-                   residual_y: bytes, ref: torch.Tensor, quality: float) -> torch.Tensor:
-        """Global motion + substreams + reference -> reconstruction (unclamped), the size of ref."""
-        parsed = self.parse(motion_z, motion_y, residual_z, residual_y, *ref.shape[-2:])
-        return self.reconstruct(global_motion, *parsed, ref, quality)
+    def decompress(self, global_motion: tuple[int, int], data: bytes, ref: torch.Tensor,
+                   quality: float) -> torch.Tensor:
+        """Global motion + the frame's substream + reference -> reconstruction (unclamped), the size of ref."""
+        return self.reconstruct(global_motion, *self.parse(data, *ref.shape[-2:]), ref, quality)

@@ -48,9 +48,9 @@ class KeyframeValidator:
             for q in self.qualities:
                 bits, psnr = 0.0, 0.0
                 for x in self.frames:
-                    lat = fresh.compress(x, q)
-                    y_hat = fresh.decompress_latents(lat.z_bytes, lat.y_bytes, *x.shape[-2:])
+                    data = fresh.compress(x, q).substream()
+                    y_hat = fresh.decompress(data, *x.shape[-2:])
                     x_hat = (fresh.synthesize(y_hat, q, *x.shape[-2:]) * 255).round() / 255
-                    bits += 8 * (len(lat.z_bytes) + len(lat.y_bytes)) / (x.shape[-1] * x.shape[-2] * 4)
+                    bits += 8 * len(data) / (x.shape[-1] * x.shape[-2] * 4)
                     psnr += 10 * math.log10(1 / max(float(yuv_mse(x_hat, x)), 1e-12))
                 writer.writerow([step, q, round(bits / len(self.frames), 5), round(psnr / len(self.frames), 3)])
