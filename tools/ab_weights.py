@@ -13,6 +13,7 @@ that decides whether new weights ship.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -29,19 +30,45 @@ from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, sha256_file  # noqa: E402
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "vcodec"
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "eval"
 
 
+def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
+              side: tuple[str | None, str | None, int]) -> str:
+    """Everything a side's points depend on: the clip, the settings, the weights and the codec's source code."""
+    keyframe, inter, effort = side
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(PACKAGE_DIR.rglob("*.py")))).hexdigest()
+    parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
+             sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER), code]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
 def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
-            sides: dict[str, tuple[str | None, str | None, int]]) -> dict:
-    """Points of both sides on one clip and B's BD-rate (PSNR-YUV) against A."""
+            sides: dict[str, tuple[str | None, str | None, int]], cache: Path | None = None) -> dict:
+    """Points of both sides on one clip and B's BD-rate (PSNR-YUV) against A.
+
+    With `cache`, a side whose points were measured before with the same clip,
+    settings and weights is read back instead of re-encoded: the A side (the
+    shipped weights) is usually the same across a series of A/B runs.
+    """
     source, info = read_frames(src, max_frames=frames)
     points, seconds = {}, {}
-    for name, (keyframe, inter, effort) in sides.items():
+    for name, side in sides.items():
+        entry = cache / f"{cache_key(src, frames, qualities, intra_period, side)}.json" if cache else None
+        if entry is not None and entry.exists():
+            stored = json.loads(entry.read_text())
+            points[name], seconds[name] = stored["points"], stored["seconds"]
+            continue
+        keyframe, inter, effort = side
         start = time.perf_counter()
         points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort)["points"]
         seconds[name] = time.perf_counter() - start
+        if entry is not None:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            entry.write_text(json.dumps({"points": points[name], "seconds": seconds[name]}))
     bd = bd_entry(points["A"], points["B"])["bd_rate_psnr_yuv"]
+    print(f"{src.stem}: done", file=sys.stderr, flush=True)
     return {"clip": src.stem, "bd_rate": bd, "points": points, "seconds": seconds}
 
 
@@ -58,14 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--effort-a", type=int, default=0, help="encoder refinement steps for A (default 0)")
     ap.add_argument("--effort-b", type=int, default=0, help="encoder refinement steps for B (default 0)")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
+    ap.add_argument("--threads", type=int,
+                    help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")
     ap.add_argument("--json", type=Path, help="also write the settings and results here")
+    ap.add_argument("--cache", type=Path, help="folder that keeps each side's points for reuse by later runs")
     args = ap.parse_args(argv)
     if not args.clips:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
         return 1
     sides = {"A": (args.keyframe_a, args.inter_a, args.effort_a), "B": (args.keyframe_b, args.inter_b, args.effort_b)}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
-                  sides=sides)
+                  sides=sides, cache=args.cache)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             results = list(pool.map(job, args.clips))
@@ -83,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if mean is not None:
         print(f"mean BD-rate of B against A: {mean:+.1f}% over {len(values)} clips")
     if args.json:
-        settings = {k: v for k, v in vars(args).items() if k not in ("clips", "json")}
+        settings = {k: v for k, v in vars(args).items() if k not in ("clips", "json", "cache", "threads")}
         defaults = {"keyframe": DEFAULT_KEYFRAME, "inter": DEFAULT_INTER}
         settings["weights_sha256"] = {f"{role}_{side}": sha256_file(settings[f"{role}_{side}"] or default)
                                       for role, default in defaults.items() for side in ("a", "b")}
