@@ -179,3 +179,28 @@ def test_frozen_parameters_do_not_move(tmp_path):
     cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["no_such_module."]\n')
     with pytest.raises(ValueError, match="no parameter name starts with"):
         train_main([str(cfg), "--run-dir", str(tmp_path / "bad"), "--steps", "1", "--quiet"])
+
+
+def test_lr_scale_groups_parameters_and_survives_resume(tmp_path):
+    """`lr_scale` gives a name prefix its own multiple of the schedule's rate, kept across a resume."""
+    from vcodec.training.trainer import Schedule, Trainer, param_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    groups = param_groups(model, {"1.": 10.0})
+    assert sorted((g["scale"], len(g["params"])) for g in groups) == [(1.0, 2), (10.0, 2)]
+    with pytest.raises(ValueError, match="no trainable parameter name starts with"):
+        param_groups(model, {"flow_net.": 10.0})
+
+    schedule = Schedule(lr=1e-3, warmup=1, total_steps=4)
+    trainer = Trainer(model, tmp_path / "run", schedule, lr_scale={"1.": 10.0})
+
+    def step_fn(step: int):
+        return model(torch.ones(1, 2)).pow(2).sum(), {}
+
+    trainer.run(step_fn, steps=2, progress=False)
+    trainer.save()
+    resumed = Trainer(model, tmp_path / "run", schedule, lr_scale={"1.": 10.0})
+    assert resumed.resume()
+    rates = sorted(g["lr"] / g["scale"] for g in trainer.optimizer.param_groups)
+    assert rates[0] == pytest.approx(rates[1])
+    assert sorted(g["scale"] for g in resumed.optimizer.param_groups) == [1.0, 10.0]

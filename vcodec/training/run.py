@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                         total_steps=train_cfg.get("total_steps", 100_000),
                         final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
     trainer = Trainer(model, run_dir, schedule, clip=train_cfg.get("clip", 1.0), ema_decay=train_cfg.get("ema", 0.999),
-                      checkpoint_minutes=train_cfg.get("checkpoint_minutes", 10.0), rank=rank, world=world)
+                      checkpoint_minutes=train_cfg.get("checkpoint_minutes", 10.0), rank=rank, world=world,
+                      lr_scale=train_cfg.get("lr_scale"))
     if trainer.resume():
         if rank == 0:
             print(f"resumed {run_dir} at step {trainer.step}", file=sys.stderr)

@@ -46,12 +46,29 @@ def atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def param_groups(model: nn.Module, lr_scale: dict[str, float]) -> list[dict]:
+    """Trainable parameters grouped by learning-rate scale: `lr_scale` maps a name prefix to a multiplier of
+    the schedule's rate, so a part of a model (a pre-trained flow network, say) can learn faster or slower
+    than the rest; parameters under no prefix keep scale 1."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    unused = set(lr_scale)
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        prefix = next((p for p in lr_scale if name.startswith(p)), None)
+        unused.discard(prefix)
+        groups.setdefault(lr_scale[prefix] if prefix else 1.0, []).append(param)
+    if unused:
+        raise ValueError(f"lr_scale: no trainable parameter name starts with {', '.join(sorted(unused))}")
+    return [{"params": params, "scale": scale} for scale, params in groups.items()]
+
+
 class Trainer:
     """Runs `step_fn(step) -> (loss, metrics)` with checkpointing and logging."""
 
     def __init__(self, model: nn.Module, run_dir: str | os.PathLike, schedule: Schedule,
                  clip: float = 1.0, ema_decay: float = 0.999, checkpoint_minutes: float = 10.0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, lr_scale: dict[str, float] | None = None):
         self.model = model
         self.rank, self.world = rank, world
         # Under torchrun, forward through DDP so gradients are averaged across replicas.
@@ -62,7 +79,7 @@ class Trainer:
         self.clip = clip
         self.ema_decay = ema_decay
         self.checkpoint_seconds = checkpoint_minutes * 60
-        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=schedule.lr)
+        self.optimizer = torch.optim.Adam(param_groups(model, lr_scale or {}), lr=schedule.lr)
         self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.step = 0
         self.elapsed = 0.0
@@ -92,7 +109,10 @@ class Trainer:
         state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
         self.ema = state["ema"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        scales = [group["scale"] for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state["optimizer"])  # replaces the groups' settings with the saved ones
+        for group, scale in zip(self.optimizer.param_groups, scales):
+            group["scale"] = scale
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         if "rng" in state and self.world == 1:  # replicas keep their own noise streams
             torch.set_rng_state(state["rng"])
@@ -148,7 +168,7 @@ class Trainer:
                     t0 = time.time()
                     lr = self.schedule(self.step)
                     for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group["scale"]
                     self.model.train()
                     loss, metrics = step_fn(self.step)
                     self.optimizer.zero_grad(set_to_none=True)
