@@ -36,9 +36,11 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "
 
 def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
               side: tuple[str | None, str | None, int]) -> str:
-    """Everything a side's points depend on: the clip, the settings, the weights and the codec's source code."""
+    """Everything a side's points depend on: the clip, the settings, the weights and the codec's source
+    code (the training package does not code frames)."""
     keyframe, inter, effort = side
-    code = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(PACKAGE_DIR.rglob("*.py")))).hexdigest()
+    sources = sorted(f for f in PACKAGE_DIR.rglob("*.py") if "training" not in f.relative_to(PACKAGE_DIR).parts)
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
     parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
              sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER), code]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
