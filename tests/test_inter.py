@@ -111,7 +111,7 @@ def test_scene_cuts_code_keyframes_where_they_cost_less(tmp_path, gop_clip, inte
     enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0)
     enc.encode(frames[0], 0)
     x = frame_to_tensor(frames[1])
-    p_packet, p_hat = enc._encode_inter(x, 1)
+    p_packet, p_hat, _ = enc._encode_inter(x, 1)
     i_packet, i_hat = enc._encode_intra(x, 1)
     chosen = enc.encode(frames[1], 1).packet
     cheaper = min((enc._rd_cost(p_packet, p_hat, x), "P"), (enc._rd_cost(i_packet, i_hat, x), "I"))[1]

@@ -23,7 +23,7 @@ from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
-from vcodec.models.inter import InterCodec
+from vcodec.models.inter import HyperLatents, InterCodec
 from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
 from vcodec.models.refinement import refine_latent
 from vcodec.ratecontrol import RateController
@@ -32,6 +32,9 @@ from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, VERSION, Packet, 
 _LEN = struct.Struct("<I")
 _GLOBAL_MOTION = struct.Struct("<hh")
 # Formats 2.x and 3.x gave each latent's z and y their own substream; from 4.0 a frame has one.
+# From 5.0 a P-frame that follows a P-frame codes its hyper-latents under the inter weights' temporal prior,
+# when they carry one (vcodec.entropy.temporal).
+TEMPORAL_PRIOR_VERSION = (5, 0)
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
 
@@ -97,6 +100,7 @@ class ParsedFrame:
 class Coded:
     packet: Packet
     recon: YUVFrame
+    z: HyperLatents | None = None  # a P-frame's hyper-latents (what tools/fit_temporal_prior.py counts)
 
 
 class FrameEncoder:
@@ -116,6 +120,10 @@ class FrameEncoder:
     `effort` > 0 refines each keyframe latent and P-frame residual latent with
     that many gradient steps (vcodec.models.refinement): smaller streams, slower
     encoding, the same decoder.
+
+    A P-frame after a P-frame codes its hyper-latents given the previous one's
+    when the inter weights carry a temporal prior; a keyframe resets that, so
+    every GOP still parses on its own.
     """
 
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
@@ -129,6 +137,7 @@ class FrameEncoder:
         self.scene_cuts = scene_cuts and rate is None
         self.effort = effort
         self.reference: torch.Tensor | None = None
+        self._z_prev: HyperLatents | None = None  # the previous P-frame's hyper-latents
         self._p_quality: float | None = None
         self._last_key, self._last_key_cost = 0, 0.0
 
@@ -139,11 +148,11 @@ class FrameEncoder:
 
     def encode(self, frame: YUVFrame, index: int) -> Coded:
         x = frame_to_tensor(frame).to(self.device)
-        intra_cost = None
+        intra_cost, z = None, None
         if self.keyframe_due(index):
             packet, x_hat = self._encode_intra(x, index)
         else:
-            packet, x_hat = self._encode_inter(x, index)
+            packet, x_hat, z = self._encode_inter(x, index)
             if self.scene_cuts:
                 cost = self._rd_cost(packet, x_hat, x)
                 if cost > self._last_key_cost / 2:
@@ -151,6 +160,7 @@ class FrameEncoder:
                     intra_cost = self._rd_cost(intra, intra_hat, x)
                     if intra_cost < cost:
                         packet, x_hat = intra, intra_hat
+        self._z_prev = z if packet.frame_type == FRAME_P and self.inter.temporal_prior else None
         if packet.frame_type == FRAME_I:
             self._last_key = index
             if self.scene_cuts:
@@ -159,7 +169,7 @@ class FrameEncoder:
         packet.recon_hash = frame_hash(recon.tobytes())
         if self.inter is not None:
             self.reference = frame_to_tensor(recon).to(self.device)
-        return Coded(packet, recon)
+        return Coded(packet, recon, z if packet.frame_type == FRAME_P else None)
 
     def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor) -> float:
         lam = float(self.keyframe.lmbda(torch.tensor([packet.quality])))
@@ -183,12 +193,12 @@ class FrameEncoder:
             self._p_quality = None
         return packet, x_hat
 
-    def _encode_inter(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
+    def _encode_inter(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor, HyperLatents]:
         assert self.inter is not None and self.reference is not None
         quality = self.quality
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
-        lat = self.inter.compress(x, self.reference, quality, self.effort)
+        lat = self.inter.compress(x, self.reference, quality, self.effort, self._z_prev)
         packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, lat.substream()))
         if self.rate is not None:
             real = 8 * (packet.size + INDEX_ENTRY_BYTES)
@@ -197,7 +207,7 @@ class FrameEncoder:
             # About 1.6x rate per quality step: move q by the log-ratio of target to actual.
             step = math.log(max(target, 1.0) / real) / math.log(1.6)
             self._p_quality = min(self.keyframe.levels - 1.0, max(0.0, quality + max(-1.0, min(1.0, step))))
-        return packet, lat.x_hat.clamp(0, 1)
+        return packet, lat.x_hat.clamp(0, 1), lat.z
 
 
 class FrameDecoder:
@@ -210,23 +220,29 @@ class FrameDecoder:
         # latent's z and y as a substream, 4.x the whole frame as one.
         self.version = version
         self.framed = version < (3, 0)
+        self.temporal = version >= TEMPORAL_PRIOR_VERSION and inter is not None and inter.temporal_prior
         self.half_w, self.half_h = chroma_size(width, height)
         self.reference: torch.Tensor | None = None
+        self._z_prev: HyperLatents | None = None  # the previous P-frame's hyper-latents (format 5)
 
     def parse(self, packet: Packet) -> ParsedFrame:
-        """Entropy-decode a packet's latents. Independent of other frames, so it can run ahead of
-        `reconstruct` (in another thread) while the previous frame is being synthesized."""
+        """Entropy-decode a packet's latents. Needs no reconstructed frame, so it can run ahead of
+        `reconstruct` (in another thread) while the previous frame is being synthesized; packets must be
+        parsed in order (a P-frame's hyper-latents may be coded given the previous P-frame's)."""
         global_motion, parts = unpack_payload(packet, self.version)
         size = (self.half_h, self.half_w)
         try:
             if packet.frame_type == FRAME_I:
+                self._z_prev = None
                 if len(parts) == 1:
                     return ParsedFrame(global_motion, [self.keyframe.decompress(parts[0], *size)])
                 return ParsedFrame(global_motion, [self.keyframe.decompress_latents(*parts, *size, self.framed)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
             if len(parts) == 1:
-                return ParsedFrame(global_motion, list(self.inter.parse(parts[0], *size)))
+                motion_y, residual_y, z = self.inter.parse_frame(parts[0], *size, self._z_prev)
+                self._z_prev = z if self.temporal else None
+                return ParsedFrame(global_motion, [motion_y, residual_y])
             return ParsedFrame(global_motion, list(self.inter.parse_substreams(*parts, *size, self.framed)))
         except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None

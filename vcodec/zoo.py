@@ -68,9 +68,12 @@ def save_weights(path: str | os.PathLike, model: KeyframeCodec | InterCodec, met
     fp16-rounded model: export, reload and code all see the same numbers.
     """
     state = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in model.state_dict().items()}
-    model = type(model)(model.config)  # a fresh copy: the caller's model (perhaps in use) stays untouched
-    model.load_state_dict({k: v.float() if v.dtype.is_floating_point else v for k, v in state.items()})
-    model.update_tables()
+    fresh = type(model)(model.config)  # a fresh copy: the caller's model (perhaps in use) stays untouched
+    fresh.load_state_dict({k: v.float() if v.dtype.is_floating_point else v for k, v in state.items()})
+    fresh.update_tables()
+    if isinstance(model, InterCodec):  # fitted tables (vcodec.entropy.temporal) are data, not built from weights
+        fresh.motion.z_temporal, fresh.residual.z_temporal = model.motion.z_temporal, model.residual.z_temporal
+    model = fresh
     blob = {
         "format": FORMAT,
         "role": role_of(model),

@@ -25,6 +25,7 @@ from vcodec.entropy import coder
 from vcodec.entropy.exact import ACT_BITS, ExactHyperSynthesis
 from vcodec.entropy.models import FactorizedPrior, gaussian_likelihood, scale_indices
 from vcodec.entropy.tables import SymbolTables, gaussian_scale_table, gaussian_tables
+from vcodec.entropy.temporal import temporal_table_ids
 from vcodec.layers import GDN, conv, deconv
 from vcodec.models.channel import ChannelContext
 from vcodec.models.context import CheckerboardContext, anchor_mask, from_other_phases, to_anchor_phases
@@ -79,6 +80,11 @@ class Latents:
 
     groups: list[tuple[torch.Tensor, torch.Tensor, SymbolTables]]
     y_hat: torch.Tensor
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The integer hyper-latent: what a temporal prior for the next frame's is conditioned on."""
+        return self.groups[0][0]
 
     def substream(self) -> bytes:
         """This latent alone in one substream, as `MeanScaleHyperprior.decompress` reads it."""
@@ -151,6 +157,8 @@ class MeanScaleHyperprior(nn.Module):
         self.scale_table = gaussian_scale_table()
         self.z_tables: SymbolTables | None = None
         self.y_tables: SymbolTables | None = None
+        # Optional p(z | previous frame's z) tables (vcodec.entropy.temporal), fitted after training.
+        self.z_temporal: SymbolTables | None = None
         self._exact_hs: ExactHyperSynthesis | None = None
         self._exact_context: ExactHyperSynthesis | None = None
         self._exact_channel: dict[tuple[int, int], ExactHyperSynthesis] = {}
@@ -248,18 +256,23 @@ class MeanScaleHyperprior(nn.Module):
         """Build the integer coding tables from the current float entropy models."""
         self.z_tables = self.z_prior.tables()
         self.y_tables = gaussian_tables(self.scale_table)
+        self.z_temporal = None  # fitted to the old z statistics
         self._exact_hs = self._exact_context = None
         self._exact_channel = {}
 
     def load_tables(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         self.z_tables = SymbolTables(**state["z"])
         self.y_tables = SymbolTables(**state["y"])
+        self.z_temporal = SymbolTables(**state["z_temporal"]) if "z_temporal" in state else None
         self._exact_hs = self._exact_context = None
         self._exact_channel = {}
 
     def tables_state(self) -> dict[str, dict[str, torch.Tensor]]:
         assert self.z_tables is not None and self.y_tables is not None
-        return {"z": self.z_tables.state(), "y": self.y_tables.state()}
+        state = {"z": self.z_tables.state(), "y": self.y_tables.state()}
+        if self.z_temporal is not None:
+            state["z_temporal"] = self.z_temporal.state()
+        return state
 
     def _require_tables(self) -> tuple[SymbolTables, SymbolTables]:
         if self.z_tables is None or self.y_tables is None:
@@ -292,6 +305,18 @@ class MeanScaleHyperprior(nn.Module):
     def _z_table_ids(z_sym: torch.Tensor) -> torch.Tensor:
         c = z_sym.shape[1]
         return torch.arange(c).view(1, c, 1, 1).expand(z_sym.shape)
+
+    def _z_coding(self, shape: torch.Size, z_prev: torch.Tensor | None) -> tuple[torch.Tensor, SymbolTables]:
+        """(table ids, tables) for z of this shape: the temporal tables given the previous frame's z, else the
+        factorized prior's."""
+        z_tables, _ = self._require_tables()
+        if z_prev is None:
+            return self._z_table_ids(torch.empty(shape)), z_tables
+        if self.z_temporal is None:
+            raise RuntimeError("a previous z was given but no temporal tables are loaded")
+        if z_prev.shape != shape:
+            raise ValueError(f"previous z has shape {tuple(z_prev.shape)}, this frame's {tuple(shape)}")
+        return temporal_table_ids(z_prev), self.z_temporal
 
     @staticmethod
     def quality_tensor(quality: float, device: torch.device) -> torch.Tensor:
@@ -342,13 +367,14 @@ class MeanScaleHyperprior(nn.Module):
     def _groups(self) -> int:
         return (1 if self.context is None else 2) * len(self._slices())
 
-    def _symbols(self, y0: torch.Tensor, quality: float) -> Latents:
-        """The coding groups and y_hat of the analysis output at `quality`."""
-        z_tables, y_tables = self._require_tables()
+    def _symbols(self, y0: torch.Tensor, quality: float, z_prev: torch.Tensor | None = None) -> Latents:
+        """The coding groups and y_hat of the analysis output at `quality`; z under the temporal prior given
+        the previous frame's z (`z_prev`), else under the factorized prior."""
+        _, y_tables = self._require_tables()
         y = (y0 * self.gain(self.quality_tensor(quality, y0.device))).double()
         z_sym = torch.round(self.h_a(y.float())).cpu().long()
         means, scales = self.entropy_parameters(z_sym.to(y0.device))
-        groups = [(z_sym, self._z_table_ids(z_sym), z_tables)]
+        groups = [(z_sym, *self._z_coding(z_sym.shape, z_prev))]
 
         def quantize(i: int, ch: slice, selected: torch.Tensor, m: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             symbols = torch.round(y[:, ch][selected] - m)
@@ -365,13 +391,14 @@ class MeanScaleHyperprior(nn.Module):
 
     @torch.inference_mode()
     def compress(self, x: torch.Tensor, quality: float, y0: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None) -> Latents:
-        """(1, C, h, w) tensor -> coding groups and y_hat; x is padded internally. y0: precomputed analysis(x).
+                 cond: torch.Tensor | None = None, z_prev: torch.Tensor | None = None) -> Latents:
+        """(1, C, h, w) tensor -> coding groups and y_hat; x is padded internally. y0: precomputed analysis(x);
+        z_prev: the previous frame's z, to code z under the temporal prior.
 
         With context models y is coded as several groups, one after another,
         each group's parameters derived from the groups before it.
         """
-        return self._symbols(self.analysis(x, cond) if y0 is None else y0, quality)
+        return self._symbols(self.analysis(x, cond) if y0 is None else y0, quality, z_prev)
 
     def _split_y(self, y_bytes: bytes) -> list[bytes]:
         """Format 2.x layout of a y substream: one ANS stream per coding group, each but the last prefixed by
@@ -388,20 +415,30 @@ class MeanScaleHyperprior(nn.Module):
         parts.append(y_bytes[pos:])
         return parts
 
-    def _z_ids(self, height: int, width: int) -> torch.Tensor:
-        """Table ids of z for an input of height x width (before padding)."""
+    def _z_shape(self, height: int, width: int) -> torch.Size:
+        """Shape of z for an input of height x width (before padding)."""
         hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
-        return self._z_table_ids(torch.empty(1, self.n, hp // 32, wp // 32))
+        return torch.Size((1, self.n, hp // 32, wp // 32))
+
+    def _z_ids(self, height: int, width: int) -> torch.Tensor:
+        """Table ids of z under the factorized prior for an input of height x width (before padding)."""
+        return self._z_table_ids(torch.empty(self._z_shape(height, width)))
 
     @torch.inference_mode()
     def parse(self, reader: coder.PartDecoder, height: int, width: int) -> torch.Tensor:
         """y_hat parsed group by group, z first, from a substream that may carry other latents' groups
         after this one's (format 4: one substream per frame)."""
-        z_tables, y_tables = self._require_tables()
-        z_sym = reader.decode(self._z_ids(height, width), z_tables)
+        return self.parse_latent(reader, height, width)[1]
+
+    @torch.inference_mode()
+    def parse_latent(self, reader: coder.PartDecoder, height: int, width: int,
+                     z_prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, y_hat) as `parse`, z under the temporal prior given the previous frame's z (`z_prev`)."""
+        _, y_tables = self._require_tables()
+        z_sym = reader.decode(*self._z_coding(self._z_shape(height, width), z_prev))
         means, scales = self.entropy_parameters(z_sym.to(self.gain.log_gain.device))
         y_hat = self._walk_groups(means, scales, lambda i, ch, sel, m, idx: reader.decode(idx, y_tables).double())
-        return y_hat.float()
+        return z_sym, y_hat.float()
 
     def decompress(self, data: bytes, height: int, width: int) -> torch.Tensor:
         """The inverse of `Latents.substream`."""

@@ -93,6 +93,10 @@ class Refine(nn.Module):
         return warped + self.net(torch.cat([warped, ref, flow / FLOW_SCALE], dim=1))
 
 
+# A P-frame's integer hyper-latents (motion z, residual z).
+HyperLatents = tuple[torch.Tensor, torch.Tensor]
+
+
 @dataclass
 class InterLatents:
     global_motion: tuple[int, int]  # (dx, dy) in 1/8 px
@@ -103,6 +107,11 @@ class InterLatents:
     def substream(self) -> bytes:
         """Both latents' coding groups in one substream, motion first: what `InterCodec.parse` reads."""
         return coder.encode_groups(self.motion.groups + self.residual.groups)
+
+    @property
+    def z(self) -> HyperLatents:
+        """The motion and residual hyper-latents, which the next P-frame's temporal prior is conditioned on."""
+        return self.motion.z, self.residual.z
 
 
 class InterCodec(RateLadder, nn.Module):
@@ -157,16 +166,24 @@ class InterCodec(RateLadder, nn.Module):
         self.motion.load_tables(state["motion"])
         self.residual.load_tables(state["residual"])
 
+    @property
+    def temporal_prior(self) -> bool:
+        """Whether fitted p(z | previous P-frame's z) tables are loaded (vcodec.entropy.temporal)."""
+        return self.motion.z_temporal is not None and self.residual.z_temporal is not None
+
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float, effort: int = 0) -> InterLatents:
+    def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float, effort: int = 0,
+                 z_prev: HyperLatents | None = None) -> InterLatents:
         """Code x (1, 6, h, w) given the decoder's reference (same size); `effort` > 0 refines the
-        residual latent with that many steps (vcodec.models.refinement)."""
+        residual latent with that many steps (vcodec.models.refinement); `z_prev`: the previous P-frame's
+        hyper-latents, to code this frame's under the temporal prior."""
         h, w = x.shape[-2:]
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
         flow = self.flow_net(xp, refp)
         units = global_motion(flow)
         g = motion_field(units).to(flow.device)
-        motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), quality)
+        motion_z_prev, residual_z_prev = z_prev if z_prev is not None else (None, None)
+        motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), quality, z_prev=motion_z_prev)
         gm = (int(units[0, 0]), int(units[0, 1]))
         pred = self._prediction(gm, motion.y_hat, refp, quality)
         cond = self._condition(pred)
@@ -175,7 +192,7 @@ class InterCodec(RateLadder, nn.Module):
         if effort > 0:
             lmbda = float(self.lmbda(self.residual.quality_tensor(quality, x.device)))
             y0 = refine_latent(self.residual, target, y0, quality, lmbda, effort, cond=cond)
-        residual = self.residual.compress(target, quality, y0, cond=cond)
+        residual = self.residual.compress(target, quality, y0, cond=cond, z_prev=residual_z_prev)
         x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
         return InterLatents(gm, motion, residual, x_hat[:, :, :h, :w])
 
@@ -189,8 +206,19 @@ class InterCodec(RateLadder, nn.Module):
     def parse(self, data: bytes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Entropy-decode both sub-codecs' latents from the frame's one substream (format 4: the motion
         codec's groups, then the residual codec's); needs no reference, so it can run ahead."""
+        motion_y, residual_y, _ = self.parse_frame(data, height, width)
+        return motion_y, residual_y
+
+    @torch.inference_mode()
+    def parse_frame(self, data: bytes, height: int, width: int, z_prev: HyperLatents | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor, HyperLatents]:
+        """`parse`, the hyper-latents under the temporal prior given the previous P-frame's (`z_prev`, format
+        5), also returning this frame's hyper-latents for the next."""
         reader = coder.PartDecoder(data)
-        return self.motion.parse(reader, height, width), self.residual.parse(reader, height, width)
+        motion_z_prev, residual_z_prev = z_prev if z_prev is not None else (None, None)
+        motion_z, motion_y = self.motion.parse_latent(reader, height, width, motion_z_prev)
+        residual_z, residual_y = self.residual.parse_latent(reader, height, width, residual_z_prev)
+        return motion_y, residual_y, (motion_z, residual_z)
 
     @torch.inference_mode()
     def parse_substreams(self, motion_z: bytes, motion_y: bytes, residual_z: bytes, residual_y: bytes,
