@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qualities", type=float, nargs="*", default=[0.5, 2.5, 4.5, 6.5])
     ap.add_argument("--smoothing", type=float, default=8.0,
                     help="pseudo-counts of the factorized prior per (channel, previous value) table")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
     if args.output.resolve() == args.inter.resolve():
         ap.error("the output must not overwrite the input weights")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     keyframe = load_keyframe(args.keyframe).model
     loaded = load_inter(args.inter)
     inter = loaded.model
