@@ -37,6 +37,17 @@ def test_encode_info_decode(capsys, tmp_path, small_clip):
     assert code == 0 and "all decoded frames match" in out
 
 
+def test_fast_encode_codes_motion_at_one_lower_quality(capsys, tmp_path, small_clip):
+    stream = tmp_path / "fast.lvc"
+    code, _, _ = run(capsys, "encode", small_clip, "-o", stream, "-q", "5", "--intra-period", "0",
+                     "--no-scene-cuts", "--fast", "--frames", "3", "--quiet")
+    assert code == 0
+    code, out, _ = run(capsys, "info", stream, "--frames")
+    assert code == 0 and out.count("bytes quality 5 (motion 4)") == 2
+    code, out, _ = run(capsys, "decode", stream, "-o", tmp_path / "fast.y4m", "--verify", "--device", "cpu")
+    assert code == 0 and "all decoded frames match" in out
+
+
 def _assert_user_error(capsys, args, pattern, code=1):
     got, out, err = run(capsys, *args)
     assert got == code, (got, err)

@@ -244,7 +244,8 @@ def test_p_packet_carries_the_global_motion_of_a_pan(sample_frames, inter_weight
     keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
     enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False)
     coded = [enc.encode(f, i) for i, f in enumerate(frames)]
-    (dx, dy), _ = unpack_payload(coded[1].packet)
+    side, _ = unpack_payload(coded[1].packet)
+    dx, dy = side.global_motion
     assert abs(dx - 5 * 8) <= 3 and abs(dy + 2 * 8) <= 3  # content moved left 5, down 2 (half-res pixels)
     dec = FrameDecoder(keyframe, 256, 192, torch.device("cpu"), inter)
     for c in coded:
@@ -253,7 +254,8 @@ def test_p_packet_carries_the_global_motion_of_a_pan(sample_frames, inter_weight
 
 def test_format_3_packets_still_decode(sample_frames, inter_weights):
     """Format 3.x gave each latent's z and y their own length-prefixed substream; 4.x codes a frame's groups in
-    one ANS stream. The same latents in either layout decode to the same frames, and the one stream is smaller."""
+    one ANS stream; 6.x adds the motion quality. The same latents in each layout decode to the same frames,
+    and the one stream is smaller."""
     from vcodec.codec import FrameDecoder, pack_p_payload, pack_substreams
     from vcodec.color import frame_to_tensor
     from vcodec.stream import FRAME_I, FRAME_P, Packet
@@ -266,17 +268,49 @@ def test_format_3_packets_still_decode(sample_frames, inter_weights):
     p = inter.compress(x1, (ref * 255).round() / 255, 3.0)
     split = [*p.motion.split_substreams(), *p.residual.split_substreams()]
     packets = {
+        (6, 0): [Packet(FRAME_I, 0, 3.0, key.substream()),
+                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, 3.0, p.substream(), (6, 0)))],
         (4, 0): [Packet(FRAME_I, 0, 3.0, key.substream()),
-                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, p.substream()))],
+                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, 3.0, p.substream(), (4, 0)))],
         (3, 0): [Packet(FRAME_I, 0, 3.0, pack_substreams(list(key.split_substreams()))),
-                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, pack_substreams(split)))],
+                 Packet(FRAME_P, 1, 3.0, pack_p_payload(p.global_motion, 3.0, pack_substreams(split), (3, 0)))],
     }
     frames = {}
     for version, pair in packets.items():
         dec = FrameDecoder(keyframe, 96, 64, torch.device("cpu"), inter, version)
         frames[version] = [dec.decode(packet).tobytes() for packet in pair]
-    assert frames[(4, 0)] == frames[(3, 0)]
+    assert frames[(6, 0)] == frames[(4, 0)] == frames[(3, 0)]  # before 6.0 the motion quality is the frame's
+    assert packets[(6, 0)][1].size == packets[(4, 0)][1].size + 2
     assert all(a.size < b.size for a, b in zip(packets[(4, 0)], packets[(3, 0)]))
+
+
+def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample_frames, inter_weights):
+    """With several motion-quality offsets the encoder keeps the P-frame with the lowest RD cost; the chosen
+    motion quality travels in the payload (format 6) and the decoder reproduces the encoder's frames."""
+    from vcodec.codec import FrameDecoder, FrameEncoder, unpack_payload
+    from vcodec.color import frame_to_tensor
+    from vcodec.zoo import load_inter, load_keyframe
+
+    keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
+    frames = [crop(f, 96, 64) for f in sample_frames[:4]]
+    offsets = (0.0, -1.0, -2.0)
+    searched = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
+                            motion_offsets=offsets)
+    coded = [searched.encode(f, i) for i, f in enumerate(frames)]
+    chosen = [unpack_payload(c.packet)[0].motion_quality for c in coded[1:]]
+    assert set(chosen) <= {3.0, 2.0, 1.0}
+    dec = FrameDecoder(keyframe, 96, 64, torch.device("cpu"), inter)
+    assert [dec.decode(c.packet).tobytes() for c in coded] == [c.recon.tobytes() for c in coded]
+    # Each single offset on its own: the search's first P-frame is the cheapest of them.
+    costs = []
+    for d in offsets:
+        single = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
+                              motion_offsets=(d,))
+        one = [single.encode(f, i) for i, f in enumerate(frames[:2])][1]
+        assert unpack_payload(one.packet)[0].motion_quality == 3.0 + d
+        costs.append(single._rd_cost(one.packet, frame_to_tensor(one.recon), frame_to_tensor(frames[1])))
+    best = offsets[min(range(len(offsets)), key=costs.__getitem__)]
+    assert chosen[0] == 3.0 + best
 
 
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ import torch
 import vcodec
 from tests.conftest import crop, write_clip
 from tests.test_inter import TINY
-from vcodec.codec import FrameDecoder, FrameEncoder
+from tools.fit_temporal_prior import count_clip
+from vcodec.codec import FrameDecoder
 from vcodec.entropy.tables import SymbolTables
 from vcodec.entropy.temporal import CLASSES, RANGE, TemporalCounts, temporal_table_ids
 from vcodec.models.inter import InterCodec
@@ -24,20 +27,14 @@ def clip(tmp_path_factory, sample_frames):
 
 
 def _fitted(model: InterCodec, clip, smoothing: float = 2.0) -> InterCodec:
-    """Fit the model's temporal tables on the clip's consecutive P-frames, as tools/fit_temporal_prior.py does."""
-    counts = (TemporalCounts(model.motion.z_tables), TemporalCounts(model.residual.z_tables))
-    encoder = FrameEncoder(load_keyframe().model, 3.0, torch.device("cpu"), inter=model, intra_period=0,
-                           scene_cuts=False)
-    previous = None
-    for index, frame in enumerate(read_frames(clip)[0]):
-        z = encoder.encode(frame, index).z
-        if z is not None and previous is not None:
-            counts[0].add(z[0], previous[0])
-            counts[1].add(z[1], previous[1])
-        previous = z
-    model.motion.z_temporal = counts[0].tables(smoothing)
-    model.residual.z_temporal = counts[1].tables(smoothing)
-    return model
+    """A copy of the model with temporal tables fitted on the clip's consecutive P-frames, by the fitting
+    tool's own counting (the model itself, possibly `load_inter`'s cached instance, is left unchanged)."""
+    fitted = copy.deepcopy(model)
+    counts = (TemporalCounts(fitted.motion.z_tables), TemporalCounts(fitted.residual.z_tables))
+    count_clip(load_keyframe().model, fitted, clip, frames=6, quality=3.0, counts=counts)
+    fitted.motion.z_temporal = counts[0].tables(smoothing)
+    fitted.residual.z_temporal = counts[1].tables(smoothing)
+    return fitted
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +45,6 @@ def weights(tmp_path_factory, clip):
     plain, fitted = folder / "plain.pt", folder / "fitted.pt"
     save_weights(plain, InterCodec(TINY).eval(), {"note": "test"})
     save_weights(fitted, _fitted(load_inter(plain).model, clip), {"note": "test"})
-    load_inter(plain).model.motion.z_temporal = None  # the cached model was fitted in place
-    load_inter(plain).model.residual.z_temporal = None
     return plain, fitted
 
 

@@ -13,6 +13,7 @@ that decides whether new weights ship.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -34,20 +35,36 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "vcodec"
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "eval"
 
 
+@functools.cache
+def codec_source_digest() -> str:
+    """sha256 of the package's coding source (the training package does not code frames); computed once per
+    run, since the points of a side depend on it."""
+    sources = sorted(f for f in PACKAGE_DIR.rglob("*.py") if "training" not in f.relative_to(PACKAGE_DIR).parts)
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
+
+
+# A side: keyframe weights, inter weights (None = shipped), effort, motion-quality offsets (None = default).
+Side = tuple[str | None, str | None, int, tuple[float, ...] | None]
+
+
+def _offsets(values: list[float] | None) -> tuple[float, ...] | None:
+    return tuple(values) if values else None
+
+
 def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
-              side: tuple[str | None, str | None, int]) -> str:
+              side: Side) -> str:
     """Everything a side's points depend on: the clip, the settings, the weights and the codec's source
     code (the training package does not code frames)."""
-    keyframe, inter, effort = side
-    sources = sorted(f for f in PACKAGE_DIR.rglob("*.py") if "training" not in f.relative_to(PACKAGE_DIR).parts)
-    code = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
+    keyframe, inter, effort, motion_offsets = side
     parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
-             sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER), code]
+             repr(motion_offsets),
+             sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER),
+             codec_source_digest()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
-            sides: dict[str, tuple[str | None, str | None, int]], cache: Path | None = None) -> dict:
+            sides: dict[str, Side], cache: Path | None = None) -> dict:
     """Points of both sides on one clip and B's BD-rate (PSNR-YUV) against A.
 
     With `cache`, a side whose points were measured before with the same clip,
@@ -62,9 +79,10 @@ def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
             stored = json.loads(entry.read_text())
             points[name], seconds[name] = stored["points"], stored["seconds"]
             continue
-        keyframe, inter, effort = side
+        keyframe, inter, effort, motion_offsets = side
         start = time.perf_counter()
-        points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort)["points"]
+        points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort,
+                                    motion_offsets)["points"]
         seconds[name] = time.perf_counter() - start
         if entry is not None:
             entry.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inter-b")
     ap.add_argument("--effort-a", type=int, default=0, help="encoder refinement steps for A (default 0)")
     ap.add_argument("--effort-b", type=int, default=0, help="encoder refinement steps for B (default 0)")
+    ap.add_argument("--motion-offsets-a", type=float, nargs="+",
+                    help="motion-codec quality offsets A's P-frames may use (default: the encoder's)")
+    ap.add_argument("--motion-offsets-b", type=float, nargs="+", help="the same for B")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
     ap.add_argument("--threads", type=int,
                     help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")
@@ -95,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.clips:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
         return 1
-    sides = {"A": (args.keyframe_a, args.inter_a, args.effort_a), "B": (args.keyframe_b, args.inter_b, args.effort_b)}
+    sides = {side.upper(): (getattr(args, f"keyframe_{side}"), getattr(args, f"inter_{side}"),
+                            getattr(args, f"effort_{side}"), _offsets(getattr(args, f"motion_offsets_{side}")))
+             for side in ("a", "b")}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
                   sides=sides, cache=args.cache)
     if args.threads:

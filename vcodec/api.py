@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vcodec.codec import FrameDecoder, FrameEncoder, substream_sizes
+from vcodec.codec import MOTION_QUALITY_OFFSETS, FrameDecoder, FrameEncoder, substream_sizes, unpack_payload
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
@@ -21,6 +21,7 @@ from vcodec.fileio import atomic_output, check_output
 from vcodec.metrics import frame_psnr, mean_metrics
 from vcodec.ratecontrol import RateController
 from vcodec.stream import (
+    FRAME_P,
     FRAME_TYPES,
     MAX_PIXELS,
     ROLE_INTER,
@@ -84,7 +85,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
            intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
            inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True,
-           effort: int = 0) -> EncodeResult:
+           effort: int = 0, motion_offsets: tuple[float, ...] | None = None) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
@@ -93,7 +94,9 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     frame); with `scene_cuts` (fixed quality only) a P-frame that would cost more
     than a keyframe in rate-distortion terms becomes one. P-frames need inter
     weights (shipped, or `inter_weights`). `effort` > 0 spends that many gradient
-    steps per frame refining its latents: fewer bits, slower encoding.
+    steps per frame refining its latents: fewer bits, slower encoding. `motion_offsets`: the motion codec's
+    quality offsets a P-frame may use (default `vcodec.codec.MOTION_QUALITY_OFFSETS`); with several, each
+    is tried and the cheapest in rate-distortion terms kept.
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -130,7 +133,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
-                               scene_cuts, effort)
+                               scene_cuts, effort, motion_offsets or MOTION_QUALITY_OFFSETS)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)
@@ -313,13 +316,16 @@ class StreamInfo:
 
 def info(input: str | os.PathLike) -> StreamInfo:
     """Header, per-frame and per-GOP sizes of a stream (every packet is checked), with each packet's
-    entropy-coded substream sizes where the format splits a frame into several (2.x, 3.x)."""
+    entropy-coded substream sizes where the format splits a frame into several (2.x, 3.x) and each P-frame's
+    motion quality."""
     with StreamReader(input) as reader:
         result = StreamInfo(Path(input), reader.header, reader.size)
         for packet in reader.packets():
-            result.packets.append({"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type],
-                                   "bytes": packet.size, "quality": packet.quality,
-                                   "substreams": substream_sizes(packet, reader.header.version)})
+            entry = {"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type], "bytes": packet.size,
+                     "quality": packet.quality, "substreams": substream_sizes(packet, reader.header.version)}
+            if packet.frame_type == FRAME_P:
+                entry["motion_quality"] = unpack_payload(packet, reader.header.version)[0].motion_quality
+            result.packets.append(entry)
         if len(result.packets) != reader.header.frame_count:
             raise StreamError(
                 f"stream holds {len(result.packets)} packets but its header says {reader.header.frame_count} frames"

@@ -23,11 +23,20 @@ from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
-from vcodec.models.inter import HyperLatents, InterCodec
+from vcodec.models.inter import HyperLatents, InterCodec, InterLatents
 from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
 from vcodec.models.refinement import refine_latent
 from vcodec.ratecontrol import RateController
-from vcodec.stream import FRAME_I, FRAME_P, INDEX_ENTRY_BYTES, VERSION, Packet, frame_hash, stream_quality
+from vcodec.stream import (
+    FRAME_I,
+    FRAME_P,
+    INDEX_ENTRY_BYTES,
+    VERSION,
+    Packet,
+    frame_hash,
+    quality_code,
+    stream_quality,
+)
 
 _LEN = struct.Struct("<I")
 _GLOBAL_MOTION = struct.Struct("<hh")
@@ -35,6 +44,16 @@ _GLOBAL_MOTION = struct.Struct("<hh")
 # From 5.0 a P-frame that follows a P-frame codes its hyper-latents under the inter weights' temporal prior,
 # when they carry one (vcodec.entropy.temporal).
 TEMPORAL_PRIOR_VERSION = (5, 0)
+# From 6.0 a P-frame payload also carries the motion codec's quality (u16, thousandths), which the encoder
+# sets below the frame's quality (MOTION_QUALITY_OFFSET); before, the motion codec coded at the frame's.
+MOTION_QUALITY_VERSION = (6, 0)
+_MOTION_QUALITY = struct.Struct("<H")
+# The motion codec's quality offsets a P-frame tries (the cheapest in RD terms is kept). A coarser motion field
+# often costs the residual less than the motion bytes it saves, by an amount that varies from frame to frame
+# (docs/TRAINING.md): on the eval clips trying these three measured -1.7% BD-rate against the frame's own
+# quality, and the single offset of FAST_MOTION_OFFSETS -0.5%, at about half the P-frame encoding time.
+MOTION_QUALITY_OFFSETS = (0.0, -1.0, -2.0)
+FAST_MOTION_OFFSETS = (-1.0,)
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
 
@@ -44,24 +63,33 @@ def pack_substreams(parts: list[bytes]) -> bytes:
     return b"".join(_LEN.pack(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
-def pack_p_payload(global_motion: tuple[int, int], substream: bytes) -> bytes:
-    """A P-frame payload: the global motion (two int16, 1/8 px) ahead of its substream."""
-    return _GLOBAL_MOTION.pack(*global_motion) + substream
+def pack_p_payload(global_motion: tuple[int, int], motion_quality: float, substream: bytes,
+                   version: tuple[int, int] = VERSION) -> bytes:
+    """A P-frame payload: the global motion (two int16, 1/8 px) and, from format 6.0, the motion codec's
+    quality (u16, thousandths) ahead of its substream (before 6.0 the motion quality is the frame's)."""
+    head = _GLOBAL_MOTION.pack(*global_motion)
+    if version >= MOTION_QUALITY_VERSION:
+        head += _MOTION_QUALITY.pack(quality_code(motion_quality))
+    return head + substream
 
 
-def unpack_payload(packet: Packet, version: tuple[int, int] = VERSION) -> tuple[tuple[int, int], list[bytes]]:
-    """(global motion, substreams) of a packet: one substream from format 4.0 on, 2 (I) or 4 (P) before;
-    keyframes have no global motion, (0, 0)."""
+def unpack_payload(packet: Packet, version: tuple[int, int] = VERSION) -> tuple[SideInfo, list[bytes]]:
+    """(side information, substreams) of a packet: one substream from format 4.0 on, 2 (I) or 4 (P) before.
+    Keyframes have no global motion, (0, 0); before format 6.0 the motion codec used the frame's quality."""
     payload = packet.payload
-    global_motion = (0, 0)
+    side = SideInfo((0, 0), packet.quality)
     if packet.frame_type == FRAME_P:
-        if len(payload) < _GLOBAL_MOTION.size:
+        head = _GLOBAL_MOTION.size + (_MOTION_QUALITY.size if version >= MOTION_QUALITY_VERSION else 0)
+        if len(payload) < head:
             raise StreamError(f"frame {packet.frame_index}: payload ends inside the global motion field")
-        global_motion = _GLOBAL_MOTION.unpack_from(payload)
-        payload = payload[_GLOBAL_MOTION.size :]
+        side = SideInfo(_GLOBAL_MOTION.unpack_from(payload), packet.quality)
+        if version >= MOTION_QUALITY_VERSION:
+            (code,) = _MOTION_QUALITY.unpack_from(payload, _GLOBAL_MOTION.size)
+            side.motion_quality = code / 1000
+        payload = payload[head:]
     if version >= (4, 0):
-        return global_motion, [payload]
-    return global_motion, unpack_substreams(payload, SUBSTREAMS_3X[packet.frame_type], packet.frame_index)
+        return side, [payload]
+    return side, unpack_substreams(payload, SUBSTREAMS_3X[packet.frame_type], packet.frame_index)
 
 
 def substream_sizes(packet: Packet, version: tuple[int, int] = VERSION) -> dict[str, int]:
@@ -89,10 +117,18 @@ def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[byte
 
 
 @dataclass
+class SideInfo:
+    """A P-frame's exactly coded side information: global motion (1/8 px) and the motion codec's quality."""
+
+    global_motion: tuple[int, int]
+    motion_quality: float
+
+
+@dataclass
 class ParsedFrame:
     """What parsing a packet yields: the exact side information and the entropy-decoded latents."""
 
-    global_motion: tuple[int, int]
+    side: SideInfo
     latents: list[torch.Tensor]
 
 
@@ -117,6 +153,11 @@ class FrameEncoder:
     later. To save time the keyframe is only tried when the P-frame's cost is
     more than half the last keyframe's.
 
+    P-frames code their motion at an offset from the frame's quality (at least 0): with one offset in
+    `motion_offsets` at that one; with several, the encoder codes the frame with each and keeps the
+    cheapest in the same rate-distortion terms (one motion estimate, one more motion and residual coding
+    per extra offset; with `effort`, the refinement runs once, for the chosen offset).
+
     `effort` > 0 refines each keyframe latent and P-frame residual latent with
     that many gradient steps (vcodec.models.refinement): smaller streams, slower
     encoding, the same decoder.
@@ -128,7 +169,8 @@ class FrameEncoder:
 
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
                  rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
-                 scene_cuts: bool = True, effort: int = 0):
+                 scene_cuts: bool = True, effort: int = 0,
+                 motion_offsets: tuple[float, ...] = MOTION_QUALITY_OFFSETS):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
@@ -136,6 +178,9 @@ class FrameEncoder:
         self.intra_period = intra_period
         self.scene_cuts = scene_cuts and rate is None
         self.effort = effort
+        if not motion_offsets:
+            raise ValueError("motion_offsets needs at least one offset")
+        self.motion_offsets = tuple(motion_offsets)
         self.reference: torch.Tensor | None = None
         self._z_prev: HyperLatents | None = None  # the previous P-frame's hyper-latents
         self._p_quality: float | None = None
@@ -171,6 +216,11 @@ class FrameEncoder:
             self.reference = frame_to_tensor(recon).to(self.device)
         return Coded(packet, recon, z if packet.frame_type == FRAME_P else None)
 
+    def _code_inter(self, x: torch.Tensor, index: int, quality: float, motion_quality: float, flow: torch.Tensor,
+                    effort: int) -> tuple[Packet, InterLatents]:
+        lat = self.inter.compress(x, self.reference, quality, effort, self._z_prev, motion_quality, flow)
+        return Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, motion_quality, lat.substream())), lat
+
     def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor) -> float:
         lam = float(self.keyframe.lmbda(torch.tensor([packet.quality])))
         mse = float(yuv_mse(quantize_tensor(x_hat).double(), x.double()))
@@ -198,8 +248,19 @@ class FrameEncoder:
         quality = self.quality
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
-        lat = self.inter.compress(x, self.reference, quality, self.effort, self._z_prev)
-        packet = Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, lat.substream()))
+        flow = self.inter.estimate_motion(x, self.reference)
+        motion_qualities = dict.fromkeys(stream_quality(max(0.0, quality + d)) for d in self.motion_offsets)
+        if len(motion_qualities) > 1:
+            costs = {}
+            for motion_quality in motion_qualities:
+                packet, lat = self._code_inter(x, index, quality, motion_quality, flow, effort=0)
+                costs[motion_quality] = (self._rd_cost(packet, lat.x_hat.clamp(0, 1), x), packet, lat)
+            motion_quality = min(costs, key=lambda m: costs[m][0])
+            _, packet, lat = costs[motion_quality]
+        else:
+            motion_quality = next(iter(motion_qualities))
+        if self.effort > 0 or len(motion_qualities) == 1:
+            packet, lat = self._code_inter(x, index, quality, motion_quality, flow, self.effort)
         if self.rate is not None:
             real = 8 * (packet.size + INDEX_ENTRY_BYTES)
             target = self.rate.target()
@@ -229,21 +290,21 @@ class FrameDecoder:
         """Entropy-decode a packet's latents. Needs no reconstructed frame, so it can run ahead of
         `reconstruct` (in another thread) while the previous frame is being synthesized; packets must be
         parsed in order (a P-frame's hyper-latents may be coded given the previous P-frame's)."""
-        global_motion, parts = unpack_payload(packet, self.version)
+        side, parts = unpack_payload(packet, self.version)
         size = (self.half_h, self.half_w)
         try:
             if packet.frame_type == FRAME_I:
                 self._z_prev = None
                 if len(parts) == 1:
-                    return ParsedFrame(global_motion, [self.keyframe.decompress(parts[0], *size)])
-                return ParsedFrame(global_motion, [self.keyframe.decompress_latents(*parts, *size, self.framed)])
+                    return ParsedFrame(side, [self.keyframe.decompress(parts[0], *size)])
+                return ParsedFrame(side, [self.keyframe.decompress_latents(*parts, *size, self.framed)])
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
             if len(parts) == 1:
                 motion_y, residual_y, z = self.inter.parse_frame(parts[0], *size, self._z_prev)
                 self._z_prev = z if self.temporal else None
-                return ParsedFrame(global_motion, [motion_y, residual_y])
-            return ParsedFrame(global_motion, list(self.inter.parse_substreams(*parts, *size, self.framed)))
+                return ParsedFrame(side, [motion_y, residual_y])
+            return ParsedFrame(side, list(self.inter.parse_substreams(*parts, *size, self.framed)))
         except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
             raise StreamError(f"frame {packet.frame_index}: entropy decoding failed: {exc}") from None
 
@@ -256,7 +317,8 @@ class FrameDecoder:
             assert self.inter is not None
             if self.reference is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
-            x_hat = self.inter.reconstruct(parsed.global_motion, *latents, self.reference, packet.quality).clamp(0, 1)
+            x_hat = self.inter.reconstruct(parsed.side.global_motion, *latents, self.reference, packet.quality,
+                                           parsed.side.motion_quality).clamp(0, 1)
         frame = tensor_to_frame(x_hat, self.width, self.height)
         if self.inter is not None:
             self.reference = frame_to_tensor(frame).to(self.device)

@@ -80,7 +80,7 @@ class Comparison:
 
 
 def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None,
-                   effort: int = 0) -> list[dict]:
+                   effort: int = 0, motion_offsets: tuple[float, ...] | None = None) -> list[dict]:
     clip = work / "source.mkv"
     with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
         for f in source:
@@ -89,7 +89,7 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
     for q in qualities:
         stream = work / f"vcodec_q{q}.lvc"
         api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False,
-                   inter_weights=inter_weights, effort=effort)
+                   inter_weights=inter_weights, effort=effort, motion_offsets=motion_offsets)
         back = work / f"vcodec_q{q}.y4m"
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
@@ -133,12 +133,16 @@ def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
 
 def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
                  weights: str | os.PathLike | None = None, bar=None,
-                 inter_weights: str | os.PathLike | None = None, effort: int = 0) -> dict:
+                 inter_weights: str | os.PathLike | None = None, effort: int = 0,
+                 motion_offsets: tuple[float, ...] | None = None) -> dict:
     """RD points of vcodec over `qualities`, as a results.json codec entry."""
     with tempfile.TemporaryDirectory() as tmp:
         points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights,
-                                effort)
-    return {"label": "vcodec", "config": {"intra_period": intra_period, "effort": effort}, "points": points}
+                                effort, motion_offsets)
+    config = {"intra_period": intra_period, "effort": effort}
+    if motion_offsets is not None:
+        config["motion_offsets"] = list(motion_offsets)
+    return {"label": "vcodec", "config": config, "points": points}
 
 
 def equal_bitrate_view(source: list[YUVFrame], fps: Fraction, kbps: float, out: Path, intra_period: int,

@@ -100,6 +100,7 @@ HyperLatents = tuple[torch.Tensor, torch.Tensor]
 @dataclass
 class InterLatents:
     global_motion: tuple[int, int]  # (dx, dy) in 1/8 px
+    motion_quality: float  # the motion codec's quality index
     motion: Latents
     residual: Latents
     x_hat: torch.Tensor  # reconstruction, unclamped, padded size
@@ -173,19 +174,22 @@ class InterCodec(RateLadder, nn.Module):
 
     @torch.inference_mode()
     def compress(self, x: torch.Tensor, ref: torch.Tensor, quality: float, effort: int = 0,
-                 z_prev: HyperLatents | None = None) -> InterLatents:
+                 z_prev: HyperLatents | None = None, motion_quality: float | None = None,
+                 flow: torch.Tensor | None = None) -> InterLatents:
         """Code x (1, 6, h, w) given the decoder's reference (same size); `effort` > 0 refines the
         residual latent with that many steps (vcodec.models.refinement); `z_prev`: the previous P-frame's
-        hyper-latents, to code this frame's under the temporal prior."""
+        hyper-latents, to code this frame's under the temporal prior; `motion_quality`: the motion codec's
+        quality index (default: `quality`); `flow`: `estimate_motion(x, ref)`, when already computed."""
+        motion_quality = quality if motion_quality is None else motion_quality
         h, w = x.shape[-2:]
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
-        flow = self.flow_net(xp, refp)
+        flow = self.estimate_motion(x, ref) if flow is None else flow
         units = global_motion(flow)
         g = motion_field(units).to(flow.device)
         motion_z_prev, residual_z_prev = z_prev if z_prev is not None else (None, None)
-        motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), quality, z_prev=motion_z_prev)
+        motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), motion_quality, z_prev=motion_z_prev)
         gm = (int(units[0, 0]), int(units[0, 1]))
-        pred = self._prediction(gm, motion.y_hat, refp, quality)
+        pred = self._prediction(gm, motion.y_hat, refp, motion_quality)
         cond = self._condition(pred)
         target = xp - pred
         y0 = self.residual.analysis(target, cond)
@@ -194,12 +198,17 @@ class InterCodec(RateLadder, nn.Module):
             y0 = refine_latent(self.residual, target, y0, quality, lmbda, effort, cond=cond)
         residual = self.residual.compress(target, quality, y0, cond=cond, z_prev=residual_z_prev)
         x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
-        return InterLatents(gm, motion, residual, x_hat[:, :, :h, :w])
+        return InterLatents(gm, motion_quality, motion, residual, x_hat[:, :, :h, :w])
+
+    @torch.inference_mode()
+    def estimate_motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """The flow network's estimate for x given the reference, at the padded size."""
+        return self.flow_net(pad_to(x, PAD), pad_to(ref, PAD))
 
     def _prediction(self, gm: tuple[int, int], motion_y_hat: torch.Tensor, refp: torch.Tensor,
-                    quality: float) -> torch.Tensor:
+                    motion_quality: float) -> torch.Tensor:
         g = motion_field(torch.tensor([gm])).to(refp.device)
-        flow_hat = self.motion.synthesize(motion_y_hat, quality, *refp.shape[-2:]) * FLOW_SCALE + g
+        flow_hat = self.motion.synthesize(motion_y_hat, motion_quality, *refp.shape[-2:]) * FLOW_SCALE + g
         return self.predict(refp, flow_hat)
 
     @torch.inference_mode()
@@ -230,16 +239,18 @@ class InterCodec(RateLadder, nn.Module):
 
     @torch.inference_mode()
     def reconstruct(self, global_motion: tuple[int, int], motion_y_hat: torch.Tensor, residual_y_hat: torch.Tensor,
-                    ref: torch.Tensor, quality: float) -> torch.Tensor:
-        """Global motion + parsed latents + reference -> reconstruction (unclamped), the size of ref."""
+                    ref: torch.Tensor, quality: float, motion_quality: float | None = None) -> torch.Tensor:
+        """Global motion + parsed latents + reference -> reconstruction (unclamped), the size of ref;
+        `motion_quality` defaults to `quality` (streams before format 6.0)."""
         h, w = ref.shape[-2:]
         refp = pad_to(ref, PAD)
-        pred = self._prediction(global_motion, motion_y_hat.to(ref.device), refp, quality)
+        motion_quality = quality if motion_quality is None else motion_quality
+        pred = self._prediction(global_motion, motion_y_hat.to(ref.device), refp, motion_quality)
         x_hat = pred + self.residual.synthesize(residual_y_hat.to(ref.device), quality, *pred.shape[-2:],
                                                 cond=self._condition(pred))
         return x_hat[:, :, :h, :w]
 
     def decompress(self, global_motion: tuple[int, int], data: bytes, ref: torch.Tensor,
-                   quality: float) -> torch.Tensor:
+                   quality: float, motion_quality: float | None = None) -> torch.Tensor:
         """Global motion + the frame's substream + reference -> reconstruction (unclamped), the size of ref."""
-        return self.reconstruct(global_motion, *self.parse(data, *ref.shape[-2:]), ref, quality)
+        return self.reconstruct(global_motion, *self.parse(data, *ref.shape[-2:]), ref, quality, motion_quality)
