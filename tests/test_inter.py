@@ -287,7 +287,7 @@ def test_format_3_packets_still_decode(sample_frames, inter_weights):
 def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample_frames, inter_weights):
     """With several motion-quality offsets the encoder keeps the P-frame with the lowest RD cost; the chosen
     motion quality travels in the payload (format 6) and the decoder reproduces the encoder's frames."""
-    from vcodec.codec import FrameDecoder, FrameEncoder, unpack_payload
+    from vcodec.codec import FrameDecoder, FrameEncoder, MotionSearch, unpack_payload
     from vcodec.color import frame_to_tensor
     from vcodec.zoo import load_inter, load_keyframe
 
@@ -295,7 +295,7 @@ def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample
     frames = [crop(f, 96, 64) for f in sample_frames[:4]]
     offsets = (0.0, -1.0, -2.0)
     searched = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
-                            motion_offsets=offsets)
+                            motion=MotionSearch(motion_offsets=offsets))
     coded = [searched.encode(f, i) for i, f in enumerate(frames)]
     chosen = [unpack_payload(c.packet)[0].motion_quality for c in coded[1:]]
     assert set(chosen) <= {3.0, 2.0, 1.0}
@@ -305,12 +305,31 @@ def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample
     costs = []
     for d in offsets:
         single = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
-                              motion_offsets=(d,))
+                              motion=MotionSearch(motion_offsets=(d,)))
         one = [single.encode(f, i) for i, f in enumerate(frames[:2])][1]
         assert unpack_payload(one.packet)[0].motion_quality == 3.0 + d
         costs.append(single._rd_cost(one.packet, frame_to_tensor(one.recon), frame_to_tensor(frames[1])))
     best = offsets[min(range(len(offsets)), key=costs.__getitem__)]
     assert chosen[0] == 3.0 + best
+
+
+def test_flow_refinement_recovers_a_sub_pixel_shift(sample_frames):
+    """Gradient steps on the field recover a known sub-pixel shift of real content from a zero start."""
+    from vcodec.color import frame_to_tensor
+    from vcodec.metrics import yuv_mse
+    from vcodec.models.flow import refine_flow
+
+    ref = frame_to_tensor(crop(sample_frames[0], 128, 96))
+    true = torch.tensor([0.6, -0.4]).view(1, 2, 1, 1).expand(1, 2, *ref.shape[-2:])
+    cur = warp_yuv420(ref, true)
+    rough = torch.zeros(1, 2, *ref.shape[-2:])
+    refined = refine_flow(cur, ref, rough, warp_yuv420, steps=40)
+    inner = (..., slice(6, -6), slice(6, -6))  # away from the border, where sampling clamps
+    before = float(yuv_mse(warp_yuv420(ref, rough)[inner], cur[inner]))
+    after = float(yuv_mse(warp_yuv420(ref, refined)[inner], cur[inner]))
+    assert after < 0.1 * before
+    assert (refined[inner].mean((2, 3)) - true[:, :, 0, 0]).abs().max() < 0.15
+    assert refine_flow(cur, ref, rough, warp_yuv420, steps=0) is rough
 
 
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():

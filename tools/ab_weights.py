@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vcodec.codec import MotionSearch  # noqa: E402
 from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, sha256_file  # noqa: E402
@@ -43,21 +44,24 @@ def codec_source_digest() -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
 
 
-# A side: keyframe weights, inter weights (None = shipped), effort, motion-quality offsets (None = default).
-Side = tuple[str | None, str | None, int, tuple[float, ...] | None]
+# A side: keyframe weights, inter weights (None = shipped), effort, motion search.
+Side = tuple[str | None, str | None, int, MotionSearch]
 
 
-def _offsets(values: list[float] | None) -> tuple[float, ...] | None:
-    return tuple(values) if values else None
+def _motion(args: argparse.Namespace, side: str) -> MotionSearch:
+    default = MotionSearch()
+    steps, offsets = getattr(args, f"flow_steps_{side}"), getattr(args, f"motion_offsets_{side}")
+    return MotionSearch(default.flow_steps if steps is None else steps,
+                        tuple(offsets) if offsets else default.motion_offsets)
 
 
 def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
               side: Side) -> str:
     """Everything a side's points depend on: the clip, the settings, the weights and the codec's source
     code (the training package does not code frames)."""
-    keyframe, inter, effort, motion_offsets = side
+    keyframe, inter, effort, motion = side
     parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
-             repr(motion_offsets),
+             repr(motion),
              sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER),
              codec_source_digest()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
@@ -79,10 +83,10 @@ def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
             stored = json.loads(entry.read_text())
             points[name], seconds[name] = stored["points"], stored["seconds"]
             continue
-        keyframe, inter, effort, motion_offsets = side
+        keyframe, inter, effort, motion = side
         start = time.perf_counter()
         points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort,
-                                    motion_offsets)["points"]
+                                    motion)["points"]
         seconds[name] = time.perf_counter() - start
         if entry is not None:
             entry.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-offsets-a", type=float, nargs="+",
                     help="motion-codec quality offsets A's P-frames may use (default: the encoder's)")
     ap.add_argument("--motion-offsets-b", type=float, nargs="+", help="the same for B")
+    ap.add_argument("--flow-steps-a", type=int, help="flow sharpening steps for A's P-frames (default: the encoder's)")
+    ap.add_argument("--flow-steps-b", type=int, help="the same for B")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
     ap.add_argument("--threads", type=int,
                     help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
         return 1
     sides = {side.upper(): (getattr(args, f"keyframe_{side}"), getattr(args, f"inter_{side}"),
-                            getattr(args, f"effort_{side}"), _offsets(getattr(args, f"motion_offsets_{side}")))
+                            getattr(args, f"effort_{side}"), _motion(args, side))
              for side in ("a", "b")}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
                   sides=sides, cache=args.cache)

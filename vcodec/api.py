@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vcodec.codec import MOTION_QUALITY_OFFSETS, FrameDecoder, FrameEncoder, substream_sizes, unpack_payload
+from vcodec.codec import FrameDecoder, FrameEncoder, MotionSearch, substream_sizes, unpack_payload
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
@@ -85,7 +85,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
            intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
            inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True,
-           effort: int = 0, motion_offsets: tuple[float, ...] | None = None) -> EncodeResult:
+           effort: int = 0, motion: MotionSearch | None = None) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
@@ -94,9 +94,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     frame); with `scene_cuts` (fixed quality only) a P-frame that would cost more
     than a keyframe in rate-distortion terms becomes one. P-frames need inter
     weights (shipped, or `inter_weights`). `effort` > 0 spends that many gradient
-    steps per frame refining its latents: fewer bits, slower encoding. `motion_offsets`: the motion codec's
-    quality offsets a P-frame may use (default `vcodec.codec.MOTION_QUALITY_OFFSETS`); with several, each
-    is tried and the cheapest in rate-distortion terms kept.
+    steps per frame refining its latents: fewer bits, slower encoding. `motion`: the P-frames' motion search
+    (default `MotionSearch()`; `vcodec.codec.FAST_MOTION` is what `--fast` uses).
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -133,7 +132,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
-                               scene_cuts, effort, motion_offsets or MOTION_QUALITY_OFFSETS)
+                               scene_cuts, effort, motion or MotionSearch())
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)

@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="refine each frame's latents with N gradient steps: fewer bits, much slower encoding "
                         "(default 0; docs/RESULTS.md has the measured trade-off)")
     e.add_argument("--fast", action="store_true",
-                   help="code each P-frame's motion at one quality instead of trying three: about half the "
-                        "P-frame encoding time, about 1%% more bits (docs/TRAINING.md)")
+                   help="skip the P-frames' motion search (flow sharpening, motion quality choice): faster "
+                        "encoding, more bits (docs/TRAINING.md)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
@@ -104,13 +104,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from vcodec import api
-    from vcodec.codec import FAST_MOTION_OFFSETS
+    from vcodec.codec import FAST_MOTION
 
     if args.command == "encode":
         options = dict(quality=args.quality, intra_period=args.intra_period, frames=args.frames, weights=args.weights,
                        device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights,
                        scene_cuts=args.scene_cuts, effort=args.effort,
-                       motion_offsets=FAST_MOTION_OFFSETS if args.fast else None)
+                       motion=FAST_MOTION if args.fast else None)
         if len(args.input) == 1 and not os.path.isdir(args.input[0]):
             results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
                         None)]

@@ -23,6 +23,7 @@ from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
+from vcodec.models.flow import REFINE_STEPS
 from vcodec.models.inter import HyperLatents, InterCodec, InterLatents
 from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
 from vcodec.models.refinement import refine_latent
@@ -48,12 +49,28 @@ TEMPORAL_PRIOR_VERSION = (5, 0)
 # sets below the frame's quality (MOTION_QUALITY_OFFSET); before, the motion codec coded at the frame's.
 MOTION_QUALITY_VERSION = (6, 0)
 _MOTION_QUALITY = struct.Struct("<H")
-# The motion codec's quality offsets a P-frame tries (the cheapest in RD terms is kept). A coarser motion field
-# often costs the residual less than the motion bytes it saves, by an amount that varies from frame to frame
-# (docs/TRAINING.md): on the eval clips trying these three measured -1.7% BD-rate against the frame's own
-# quality, and the single offset of FAST_MOTION_OFFSETS -0.5%, at about half the P-frame encoding time.
-MOTION_QUALITY_OFFSETS = (0.0, -1.0, -2.0)
-FAST_MOTION_OFFSETS = (-1.0,)
+
+
+@dataclass(frozen=True)
+class MotionSearch:
+    """How hard the encoder works on a P-frame's motion; the decoder is the same for every setting.
+
+    `flow_steps`: gradient steps that sharpen the flow network's field on the frame pair before it is coded
+    (vcodec.models.flow.refine_flow). `motion_offsets`: the motion codec's quality offsets from the frame's
+    quality that the frame is coded with; with several, the cheapest in rate-distortion terms is kept. A
+    coarser motion field often costs the residual less than the motion bytes it saves, by an amount that
+    varies from frame to frame. Measured on the eval clips in docs/TRAINING.md.
+    """
+
+    flow_steps: int = REFINE_STEPS
+    motion_offsets: tuple[float, ...] = (0.0, -1.0, -2.0)
+
+    def __post_init__(self) -> None:
+        if self.flow_steps < 0 or not self.motion_offsets:
+            raise ValueError("MotionSearch needs flow_steps >= 0 and at least one motion offset")
+
+
+FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,))  # `vcodec encode --fast`
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
 
@@ -153,10 +170,10 @@ class FrameEncoder:
     later. To save time the keyframe is only tried when the P-frame's cost is
     more than half the last keyframe's.
 
-    P-frames code their motion at an offset from the frame's quality (at least 0): with one offset in
-    `motion_offsets` at that one; with several, the encoder codes the frame with each and keeps the
-    cheapest in the same rate-distortion terms (one motion estimate, one more motion and residual coding
-    per extra offset; with `effort`, the refinement runs once, for the chosen offset).
+    `motion` sets the encoder's motion search (MotionSearch): the flow network's estimate sharpened by
+    gradient steps, then coded with the motion codec at each of a few qualities at or below the frame's,
+    keeping the cheapest in the same rate-distortion terms (one more motion and residual coding per extra
+    offset; with `effort`, the latent refinement runs once, for the chosen offset).
 
     `effort` > 0 refines each keyframe latent and P-frame residual latent with
     that many gradient steps (vcodec.models.refinement): smaller streams, slower
@@ -170,7 +187,7 @@ class FrameEncoder:
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
                  rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
                  scene_cuts: bool = True, effort: int = 0,
-                 motion_offsets: tuple[float, ...] = MOTION_QUALITY_OFFSETS):
+                 motion: MotionSearch = MotionSearch()):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
@@ -178,9 +195,7 @@ class FrameEncoder:
         self.intra_period = intra_period
         self.scene_cuts = scene_cuts and rate is None
         self.effort = effort
-        if not motion_offsets:
-            raise ValueError("motion_offsets needs at least one offset")
-        self.motion_offsets = tuple(motion_offsets)
+        self.motion = motion
         self.reference: torch.Tensor | None = None
         self._z_prev: HyperLatents | None = None  # the previous P-frame's hyper-latents
         self._p_quality: float | None = None
@@ -248,8 +263,8 @@ class FrameEncoder:
         quality = self.quality
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
-        flow = self.inter.estimate_motion(x, self.reference)
-        motion_qualities = dict.fromkeys(stream_quality(max(0.0, quality + d)) for d in self.motion_offsets)
+        flow = self.inter.estimate_motion(x, self.reference, self.motion.flow_steps)
+        motion_qualities = dict.fromkeys(stream_quality(max(0.0, quality + d)) for d in self.motion.motion_offsets)
         if len(motion_qualities) > 1:
             costs = {}
             for motion_quality in motion_qualities:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from vcodec import api
 from vcodec.anchors import DEFAULT_CRFS, encode_anchor, encode_anchor_at_bitrate, label
 from vcodec.bd import MIN_OVERLAP, bd_psnr, bd_rate, overlap
+from vcodec.codec import MotionSearch
 from vcodec.color import YUVFrame, yuv420_to_rgb
 from vcodec.errors import UserError
 from vcodec.metrics import frame_psnr, frame_psnr_rgb, mean_metrics, ms_ssim
@@ -80,7 +81,7 @@ class Comparison:
 
 
 def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None,
-                   effort: int = 0, motion_offsets: tuple[float, ...] | None = None) -> list[dict]:
+                   effort: int = 0, motion: MotionSearch | None = None) -> list[dict]:
     clip = work / "source.mkv"
     with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
         for f in source:
@@ -89,7 +90,7 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
     for q in qualities:
         stream = work / f"vcodec_q{q}.lvc"
         api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False,
-                   inter_weights=inter_weights, effort=effort, motion_offsets=motion_offsets)
+                   inter_weights=inter_weights, effort=effort, motion=motion)
         back = work / f"vcodec_q{q}.y4m"
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
@@ -134,14 +135,14 @@ def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
 def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
                  weights: str | os.PathLike | None = None, bar=None,
                  inter_weights: str | os.PathLike | None = None, effort: int = 0,
-                 motion_offsets: tuple[float, ...] | None = None) -> dict:
+                 motion: MotionSearch | None = None) -> dict:
     """RD points of vcodec over `qualities`, as a results.json codec entry."""
     with tempfile.TemporaryDirectory() as tmp:
         points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights,
-                                effort, motion_offsets)
+                                effort, motion)
     config = {"intra_period": intra_period, "effort": effort}
-    if motion_offsets is not None:
-        config["motion_offsets"] = list(motion_offsets)
+    if motion is not None:
+        config["motion"] = {"flow_steps": motion.flow_steps, "motion_offsets": list(motion.motion_offsets)}
     return {"label": "vcodec", "config": config, "points": points}
 
 

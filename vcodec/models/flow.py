@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vcodec.layers import conv
+from vcodec.metrics import yuv_mse
 
 
 def warp(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -128,3 +129,37 @@ class FlowNet(nn.Module):
                 flow = 2 * F.interpolate(flow, size=c.shape[-2:], mode="bilinear", align_corners=False)
             flow = level(c, r, flow)
         return flow
+
+
+# Encoder-side flow refinement (InterCodec.estimate_motion): 20 Adam steps of 0.1 half-resolution pixels with
+# this smoothness weight took the first P-frame's bytes at q4 down by 2-11% on the eval clips, at about 1 s
+# per 854x480 frame on one core (docs/TRAINING.md).
+REFINE_STEPS = 20
+REFINE_STEP_SIZE = 0.1
+REFINE_SMOOTHNESS = 1e-4
+
+
+def refine_flow(cur: torch.Tensor, ref: torch.Tensor, flow: torch.Tensor, warp_fn=warp, steps: int = REFINE_STEPS,
+                step_size: float = REFINE_STEP_SIZE, smoothness: float = REFINE_SMOOTHNESS) -> torch.Tensor:
+    """The flow network's estimate sharpened by gradient descent on the warping error itself.
+
+    The network is trained to be right on average; for one frame pair, a few
+    steps on the field lower its warping error (PSNR-YUV weighting, `warp_fn` as
+    the codec warps) by several dB where the network is blurry. A small penalty
+    on neighbouring differences keeps the field smooth, which the motion codec
+    codes cheaply. Only the encoder runs this: the decoder receives whatever
+    field the motion codec codes.
+    """
+    if steps <= 0:
+        return flow
+    with torch.inference_mode(False), torch.enable_grad():
+        cur, ref = cur.detach().clone(), ref.detach().clone()  # tensors made under inference mode cannot enter autograd
+        field = flow.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([field], lr=step_size)
+        for _ in range(steps):
+            error = yuv_mse(warp_fn(ref, field), cur).sum()
+            roughness = ((field[..., 1:, :] - field[..., :-1, :]) ** 2).mean() + \
+                ((field[..., 1:] - field[..., :-1]) ** 2).mean()
+            (field.grad,) = torch.autograd.grad(error + smoothness * roughness, [field])
+            optimizer.step()
+        return field.detach()

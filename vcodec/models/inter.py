@@ -30,7 +30,7 @@ import torch.nn as nn
 from vcodec.entropy import coder
 from vcodec.layers import conv
 from vcodec.models.conditional import ConditionalHyperprior
-from vcodec.models.flow import FlowNet, warp, warp_yuv420
+from vcodec.models.flow import FlowNet, refine_flow, warp, warp_yuv420
 from vcodec.models.hyperprior import (
     PAD,
     LadderConfig,
@@ -201,9 +201,13 @@ class InterCodec(RateLadder, nn.Module):
         return InterLatents(gm, motion_quality, motion, residual, x_hat[:, :, :h, :w])
 
     @torch.inference_mode()
-    def estimate_motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """The flow network's estimate for x given the reference, at the padded size."""
-        return self.flow_net(pad_to(x, PAD), pad_to(ref, PAD))
+    def estimate_motion(self, x: torch.Tensor, ref: torch.Tensor, refine_steps: int = 0) -> torch.Tensor:
+        """The flow network's estimate for x given the reference, at the padded size; `refine_steps` > 0
+        sharpens it against this pair's warping error (vcodec.models.flow.refine_flow)."""
+        xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
+        flow = self.flow_net(xp, refp)
+        warp_fn = warp_yuv420 if self.config.luma_warp else warp
+        return refine_flow(xp, refp, flow, warp_fn, steps=refine_steps)
 
     def _prediction(self, gm: tuple[int, int], motion_y_hat: torch.Tensor, refp: torch.Tensor,
                     motion_quality: float) -> torch.Tensor:
