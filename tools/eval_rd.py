@@ -212,19 +212,21 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
     if bench.exists():
         b = json.loads(bench.read_text())
         lines += ["## Speed and memory (`tools/bench.py`)", "", f"Machine: {b['machine']}.", "",
-                  "| frame size | device | threads | frames | encode frames/s | decode frames/s | "
+                  "| intra period | frame size | device | threads | frames | encode frames/s | decode frames/s | "
                   "decode, one frame after another | peak RSS MiB |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in b["results"]:
             seq = f"{r['decode_sequential_fps']:.2f}" if "decode_sequential_fps" in r else "n/a"
-            lines.append(f"| {r['size']} | {r['device']} | {r['threads']} | {r['frames']} | {r['encode_fps']:.2f} | "
-                         f"{r['decode_fps']:.2f} | {seq} | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {r.get('intra_period', 1)} | {r['size']} | {r['device']} | {r['threads']} | {r['frames']} "
+                         f"| {r['encode_fps']:.2f} | {r['decode_fps']:.2f} | {seq} | {r['peak_rss_mib']:.0f} |")
         if "entropy" in b:
             e = b["entropy"]
             lines += ["", f"Entropy coding (constriction, {e['symbols']} real latent symbols): "
                       f"{e['encode_Msym_s']:.1f} M symbols/s encode, {e['decode_Msym_s']:.1f} M symbols/s decode."]
         lines += ["", "Frame-level encoder and decoder on frames in memory (no file I/O), quality 4, median of "
-                  "repeated runs after a warm-up; each configuration in its own process. \"decode frames/s\" is "
+                  "repeated runs after a warm-up; each configuration in its own process. Intra period 1: every "
+                  "frame a keyframe; intra period 32: a keyframe, then P-frames with the default motion search. "
+                  "\"decode frames/s\" is "
                   "how the CLI decodes: when torch uses fewer threads than there are cores (or on CUDA), the next "
                   "frame's entropy decoding runs in a helper thread while the current frame is synthesized; "
                   "otherwise frames decode one after another. Reproduce with "

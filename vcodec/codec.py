@@ -46,7 +46,7 @@ _GLOBAL_MOTION = struct.Struct("<hh")
 # when they carry one (vcodec.entropy.temporal).
 TEMPORAL_PRIOR_VERSION = (5, 0)
 # From 6.0 a P-frame payload also carries the motion codec's quality (u16, thousandths), which the encoder
-# sets below the frame's quality (MOTION_QUALITY_OFFSET); before, the motion codec coded at the frame's.
+# may set below the frame's quality (MotionSearch); before, the motion codec coded at the frame's.
 MOTION_QUALITY_VERSION = (6, 0)
 _MOTION_QUALITY = struct.Struct("<H")
 
