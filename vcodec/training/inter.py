@@ -119,13 +119,14 @@ def _bits(likelihoods: list[torch.Tensor]) -> torch.Tensor:
 
 
 def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q: torch.Tensor,
-               mc_weight: float = 0.0, forward: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               mc_weight: float = 0.0, forward: torch.nn.Module | None = None,
+               refine_steps: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
     """Rate-distortion loss over the P-frames of `seq` (B, 1 + K, 6, h, w); frame 0 is the keyframe.
 
     Each P-frame is predicted from the previous reconstruction (rounded to 8 bits
     and detached: the chain is unrolled as the decoder runs it). `mc_weight`
     adds the motion-compensated prediction's distortion, which speeds up the
-    first steps of training.
+    first steps of training. `refine_steps`: the encoder's flow sharpening (InterCodec.forward).
     """
     forward = forward or model
     ref = keyframe_reference(keyframe, seq[:, 0], q)
@@ -135,7 +136,7 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
     frames = seq.shape[1] - 1
     for t in range(1, seq.shape[1]):
         x = seq[:, t]
-        out = forward(x, ref, q)
+        out = forward(x, ref, q, refine_steps=refine_steps)
         bpp = _bits(out["likelihoods"]) / luma_pixels
         mse = yuv_mse(out["x_hat"].float(), x)
         loss = lam * mse + bpp
