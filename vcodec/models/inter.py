@@ -135,10 +135,13 @@ class InterCodec(RateLadder, nn.Module):
         """What the residual codec is conditioned on: the prediction, for a conditional residual codec."""
         return pred if self.config.conditional else None
 
+    def warp(self, ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """The codec's backward warp: luma at full resolution with `luma_warp`, else all on the 4:2:0 grid."""
+        return warp_yuv420(ref, flow) if self.config.luma_warp else warp(ref, flow)
+
     def predict(self, ref: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄ from the reference and the decoded flow."""
-        warped = warp_yuv420(ref, flow_hat) if self.config.luma_warp else warp(ref, flow_hat)
-        return self.refine(warped, ref, flow_hat)
+        return self.refine(self.warp(ref, flow_hat), ref, flow_hat)
 
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
@@ -151,8 +154,7 @@ class InterCodec(RateLadder, nn.Module):
         """
         flow = self.flow_net(x, ref)
         if refine_steps > 0:
-            warp_fn = warp_yuv420 if self.config.luma_warp else warp
-            flow = flow + (refine_flow(x, ref, flow, warp_fn, steps=refine_steps) - flow).detach()
+            flow = flow + (refine_flow(x, ref, flow, self.warp, steps=refine_steps) - flow).detach()
         g = motion_field(global_motion(flow)).to(flow.device)
         m = self.motion((flow - g) * (1 / FLOW_SCALE), q)
         flow_hat = m["x_hat"] * FLOW_SCALE + g
@@ -215,8 +217,7 @@ class InterCodec(RateLadder, nn.Module):
         sharpens it against this pair's warping error (vcodec.models.flow.refine_flow)."""
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
         flow = self.flow_net(xp, refp)
-        warp_fn = warp_yuv420 if self.config.luma_warp else warp
-        return refine_flow(xp, refp, flow, warp_fn, steps=refine_steps)
+        return refine_flow(xp, refp, flow, self.warp, steps=refine_steps)
 
     def _prediction(self, gm: tuple[int, int], motion_y_hat: torch.Tensor, refp: torch.Tensor,
                     motion_quality: float) -> torch.Tensor:
