@@ -37,8 +37,9 @@ class ConditionalHyperprior(MeanScaleHyperprior):
     """Mean-scale hyperprior whose transforms also see a condition tensor (the prediction), same size as x."""
 
     def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, cond_ch: int,
-                 context: bool = False, channel_slices: int = 1):
-        super().__init__(in_ch, n, m, init_log_gain, context=context, channel_slices=channel_slices)
+                 context: bool = False, channel_slices: int = 1, detail: tuple[int, int] = (0, 0)):
+        super().__init__(in_ch, n, m, init_log_gain, context=context, channel_slices=channel_slices, detail=detail,
+                         side_ch=cond_ch)
         self.cond_features = nn.ModuleList([conv(cond_ch, n), conv(n, n), conv(n, n)])  # 1/2, 1/4, 1/8
         self.analysis_inject = _zero_conv(n, n)  # into g_a's first layer output (1/2)
         self.synthesis_inject = nn.ModuleList([_zero_conv(n, n) for _ in range(3)])  # at 1/8, 1/4, 1/2
@@ -69,9 +70,9 @@ class ConditionalHyperprior(MeanScaleHyperprior):
         side = {1: (self.synthesis_inject[0], eighth), 3: (self.synthesis_inject[1], quarter),
                 5: (self.synthesis_inject[2], half)}
         h = y
-        for i, layer in enumerate(self.g_s):
+        for i, layer in enumerate(self.g_s[:-1]):
             h = layer(h)
             if i in side:
                 inject, feature = side[i]
                 h = h + inject(feature)
-        return h + self.output_inject(cond)
+        return self._output(h, self.g_s[-1](h) + self.output_inject(cond), cond)

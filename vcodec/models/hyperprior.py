@@ -29,6 +29,7 @@ from vcodec.entropy.temporal import temporal_table_ids
 from vcodec.layers import GDN, conv, deconv
 from vcodec.models.channel import ChannelContext
 from vcodec.models.context import CheckerboardContext, anchor_mask, from_other_phases, to_anchor_phases
+from vcodec.models.detail import DetailStage
 
 PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
 # Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
@@ -128,7 +129,7 @@ class GainUnit(nn.Module):
 
 class MeanScaleHyperprior(nn.Module):
     def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, out_ch: int | None = None,
-                 context: bool = False, channel_slices: int = 1):
+                 context: bool = False, channel_slices: int = 1, detail: tuple[int, int] = (0, 0), side_ch: int = 0):
         super().__init__()
         out_ch = out_ch or in_ch
         self.n, self.m = n, m
@@ -162,6 +163,8 @@ class MeanScaleHyperprior(nn.Module):
         self._exact_hs: ExactHyperSynthesis | None = None
         self._exact_context: ExactHyperSynthesis | None = None
         self._exact_channel: dict[tuple[int, int], ExactHyperSynthesis] = {}
+        # Optional nonlinear output stage (vcodec.models.detail): (width, residual blocks); width 0 = none.
+        self.detail = DetailStage(n, out_ch, detail[0], detail[1], side_ch) if detail[0] > 0 else None
 
     # ----------------------------------------------------------------- training
     def _analyze(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -174,7 +177,12 @@ class MeanScaleHyperprior(nn.Module):
     def _synthesize(self, y: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if cond is not None:
             raise TypeError(f"{type(self).__name__} takes no condition")
-        return self.g_s(y)
+        hidden = self.g_s[:-1](y)
+        return self._output(hidden, self.g_s[-1](hidden), None)
+
+    def _output(self, hidden: torch.Tensor, linear: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+        """The synthesis output: g_s's linear last layer, through the detail stage when there is one."""
+        return linear if self.detail is None else self.detail(hidden, linear, side)
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass: reconstruction and likelihoods with noise/STE quantization."""

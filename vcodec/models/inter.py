@@ -75,6 +75,8 @@ class InterConfig(LadderConfig):
     conditional: bool = False  # the residual codec also sees the prediction (vcodec.models.conditional)
     residual_slices: int = 1  # > 1: channel-wise context in the residual codec (vcodec.models.channel)
     luma_warp: bool = False  # motion compensation warps luma at full resolution (vcodec.models.flow.warp_yuv420)
+    detail_width: int = 0  # > 0: a nonlinear output stage in the residual codec's synthesis (vcodec.models.detail)
+    detail_blocks: int = 2
 
 
 class Refine(nn.Module):
@@ -123,12 +125,14 @@ class InterCodec(RateLadder, nn.Module):
         self.flow_net = FlowNet(6, levels=config.flow_levels, width=config.flow_width)
         self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init, context=config.context)
         self.refine = Refine(config.refine_width)
+        detail = (config.detail_width, config.detail_blocks)
         if config.conditional:
             self.residual = ConditionalHyperprior(6, config.residual_n, config.residual_m, init, cond_ch=6,
-                                                  context=config.context, channel_slices=config.residual_slices)
+                                                  context=config.context, channel_slices=config.residual_slices,
+                                                  detail=detail)
         else:
             self.residual = MeanScaleHyperprior(6, config.residual_n, config.residual_m, init, context=config.context,
-                                                channel_slices=config.residual_slices)
+                                                channel_slices=config.residual_slices, detail=detail)
         self._register_ladder(config.lambdas)
 
     def _condition(self, pred: torch.Tensor) -> torch.Tensor | None:

@@ -32,13 +32,15 @@ class KeyframeConfig(LadderConfig):
     m: int = 192  # latent channels
     context: bool = False  # checkerboard context model (vcodec.models.context)
     channel_slices: int = 1  # > 1: channel-wise context over that many slices (vcodec.models.channel)
+    detail_width: int = 0  # > 0: a nonlinear output stage of this width (vcodec.models.detail)
+    detail_blocks: int = 2
 
 
 class KeyframeCodec(RateLadder, MeanScaleHyperprior):
     def __init__(self, config: KeyframeConfig | None = None):
         config = config or KeyframeConfig()
         super().__init__(6, config.n, config.m, initial_log_gains(config.lambdas), context=config.context,
-                         channel_slices=config.channel_slices)
+                         channel_slices=config.channel_slices, detail=(config.detail_width, config.detail_blocks))
         self.config = config
         self._register_ladder(config.lambdas)
 
