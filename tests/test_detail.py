@@ -1,5 +1,5 @@
-"""The keyframe synthesis's detail stage: a zero start that decodes like the plain codec, a decoder-only
-stage (the rate is untouched), and weights that survive export."""
+"""The synthesis detail stage: a zero start that decodes like the plain codec, a decoder-only stage (the rate is
+untouched), weights that survive export, and an exact P-frame round trip with the stage in the residual codec."""
 
 from __future__ import annotations
 

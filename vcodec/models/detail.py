@@ -1,4 +1,4 @@
-"""A nonlinear output stage for the keyframe synthesis transform.
+"""A nonlinear output stage for a synthesis transform (keyframes; optionally the P-frame residual codec).
 
 The mean-scale hyperprior's g_s ends in one linear transposed convolution from
 N=128 channels at a quarter of luma resolution to the 6-channel 4:2:0 tensor:
