@@ -174,7 +174,7 @@ every_steps = 1
 
 
 def test_frozen_parameters_do_not_move(tmp_path):
-    """`freeze = ["flow_net."]` keeps the flow network as it started while the rest trains."""
+    """`freeze = ["flow_net."]` keeps the flow network as it started (weights and EMA) while the rest trains."""
     cfg = tmp_path / "inter.toml"
     cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["flow_net."]\n')
     run = tmp_path / "run"
@@ -182,7 +182,9 @@ def test_frozen_parameters_do_not_move(tmp_path):
     first = _weights(run)
     train_main([str(cfg), "--run-dir", str(run), "--steps", "3", "--quiet"])
     last = _weights(run)
+    ema = torch.load(run / "checkpoint.pt", weights_only=True)["ema"]
     assert all(torch.equal(first[k], last[k]) for k in first if k.startswith("flow_net."))
+    assert all(torch.equal(first[k], ema[k]) for k in first if k.startswith("flow_net."))
     assert not all(torch.equal(first[k], last[k]) for k in first if k.startswith("residual.g_a"))
     cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["no_such_module."]\n')
     with pytest.raises(ValueError, match="no parameter name starts with"):

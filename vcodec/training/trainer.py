@@ -127,8 +127,11 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        # Frozen parameters are copied, not averaged: decay * v + (1 - decay) * v is not exactly v in float32,
+        # and a frozen encoder side must stay bit-identical for an exported stage to code the same bytes.
+        frozen = {k for k, p in self.model.named_parameters() if not p.requires_grad}
         for k, v in self.model.state_dict().items():
-            if v.dtype.is_floating_point:
+            if v.dtype.is_floating_point and k not in frozen:
                 self.ema[k].mul_(self.ema_decay).add_(v.detach(), alpha=1 - self.ema_decay)
             else:
                 self.ema[k].copy_(v)
