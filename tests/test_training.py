@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from vcodec.training.run import load_init
 from vcodec.training.run import main as train_main
 from vcodec.zoo import load_keyframe
 
@@ -189,6 +190,24 @@ def test_frozen_parameters_do_not_move(tmp_path):
     cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["no_such_module."]\n')
     with pytest.raises(ValueError, match="no parameter name starts with"):
         train_main([str(cfg), "--run-dir", str(tmp_path / "bad"), "--steps", "1", "--quiet"])
+
+
+def test_resume_point_holds_the_trained_tensors_and_initializes_a_run(tmp_path):
+    """`tools/export.py --trainable-only` keeps exactly the EMA tensors the config trains, and `--init` from
+    the shipped weights plus the resume point rebuilds the run's EMA (to fp16)."""
+    from tools.export import main as export_main
+    from vcodec.training.run import initial_weights
+
+    cfg = tmp_path / "inter.toml"
+    cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["flow_net.", "motion."]\n')
+    run, shipped, resume = tmp_path / "run", tmp_path / "inter.pt", tmp_path / "resume.pt"
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "2", "--quiet", "--export", str(shipped)])
+    assert export_main([str(cfg), str(run / "checkpoint.pt"), str(resume), "--trainable-only"]) == 0
+    ema = torch.load(run / "checkpoint.pt", weights_only=True)["ema"]
+    trained = {k for k in ema if not k.startswith(("flow_net.", "motion."))}
+    start = initial_weights({"stage": "inter"}, [str(shipped), str(resume)])
+    assert set(load_init(str(resume))) == trained
+    assert all(torch.equal(start[k].float(), ema[k].half().float()) for k in ema if ema[k].dtype.is_floating_point)
 
 
 def test_lr_scale_groups_parameters_and_survives_resume(tmp_path):

@@ -4,11 +4,18 @@ The manifest (same name, .json) records the file's sha256, steps, CPU hours and 
 tools/eval_rd.py adds its evaluation figures to it when they were measured on these weights.
 
     python tools/export.py configs/keyframe.toml runs/keyframe/checkpoint.pt vcodec/weights/keyframe.pt
+
+With --trainable-only it writes a resume point instead: the EMA of only the tensors the config trains (not
+under its `freeze` prefixes), fp16. For a stage that trains a small part of a model (a decoder-side stage)
+this is a few MB, small enough to keep in the repository where `runs/` is not, and
+`vcodec train CONFIG --init SHIPPED.pt --init RESUME.pt` starts a new run from exactly those weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import sys
 import tomllib
@@ -22,6 +29,22 @@ from vcodec.training.run import build_model  # noqa: E402
 from vcodec.zoo import save_weights  # noqa: E402
 
 
+def save_resume_point(path: Path, cfg: dict, state: dict) -> dict:
+    """Write the EMA tensors `cfg` trains (fp16) with the checkpoint's step and time; returns its summary.
+    `--init` reads the "ema" entry like a training checkpoint's."""
+    frozen = tuple(cfg.get("train", {}).get("freeze", []))
+    ema = {k: v.half() if v.dtype.is_floating_point else v
+           for k, v in state["ema"].items() if not k.startswith(frozen)}
+    if not ema:
+        raise SystemExit("--trainable-only: the config freezes every tensor")
+    raw = io.BytesIO()
+    torch.save({"ema": ema, "step": int(state["step"]), "elapsed": float(state["elapsed"])}, raw)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))
+    tmp.replace(path)
+    return {"output": str(path), "tensors": len(ema), "steps": int(state["step"]), "bytes": path.stat().st_size}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", type=Path)
@@ -29,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output", type=Path)
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--meta", default="{}", help="extra JSON merged into the manifest (e.g. eval numbers)")
+    ap.add_argument("--trainable-only", action="store_true",
+                    help="write a resume point: only the EMA tensors the config does not freeze")
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.config.read_text())
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    if args.trainable_only:
+        print(json.dumps(save_resume_point(args.output, cfg, state)))
+        return 0
     model = build_model(cfg)
     model.load_state_dict(state["model"] if args.raw else state["ema"])
     meta = {"config": cfg, "steps": int(state["step"]), "cpu_hours": round(float(state["elapsed"]) / 3600, 3)}
