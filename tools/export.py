@@ -14,8 +14,6 @@ this is a few MB, small enough to keep in the repository where `runs/` is not, a
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 import sys
 import tomllib
@@ -26,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vcodec.training.run import build_model  # noqa: E402
-from vcodec.zoo import save_weights  # noqa: E402
+from vcodec.zoo import save_weights, write_weights_file  # noqa: E402
 
 
 def save_resume_point(path: Path, cfg: dict, state: dict) -> dict:
@@ -37,11 +35,7 @@ def save_resume_point(path: Path, cfg: dict, state: dict) -> dict:
            for k, v in state["ema"].items() if not k.startswith(frozen)}
     if not ema:
         raise SystemExit("--trainable-only: the config freezes every tensor")
-    raw = io.BytesIO()
-    torch.save({"ema": ema, "step": int(state["step"]), "elapsed": float(state["elapsed"])}, raw)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))
-    tmp.replace(path)
+    write_weights_file(path, {"ema": ema, "step": int(state["step"]), "elapsed": float(state["elapsed"])})
     return {"output": str(path), "tensors": len(ema), "steps": int(state["step"]), "bytes": path.stat().st_size}
 
 

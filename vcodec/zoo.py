@@ -83,6 +83,12 @@ def save_weights(path: str | os.PathLike, model: KeyframeCodec | InterCodec, met
         "meta": json.dumps(meta or {}),
     }
     blob["content_sha256"] = content_digest(blob)
+    write_weights_file(path, blob)
+    return sha256_file(path)
+
+
+def write_weights_file(path: str | os.PathLike, blob: dict) -> None:
+    """`torch.save` the dict gzip-compressed, atomically (written beside, then renamed)."""
     raw = io.BytesIO()
     torch.save(blob, raw)
     path = Path(path)
@@ -90,7 +96,6 @@ def save_weights(path: str | os.PathLike, model: KeyframeCodec | InterCodec, met
     # mtime=0 and no file name: the same weights always give the same bytes (and sha256).
     tmp.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))
     os.replace(tmp, path)
-    return sha256_file(path)
 
 
 def read_weights_file(path: str | os.PathLike) -> object:
