@@ -113,8 +113,11 @@ def test_disk_full_during_write_leaves_nothing(capsys, tmp_path, small_stream, m
 
 def test_interrupted_encode_leaves_no_output(tmp_path):
     out = tmp_path / "big.lvc"
+    # A shell runs background jobs with SIGINT ignored, and children inherit that: give the encoder the
+    # disposition of a foreground command, whose Ctrl-C this test stands for.
     proc = subprocess.Popen([sys.executable, "-m", "vcodec", "encode", str(SAMPLE), "-o", str(out)],
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300  # a loaded CI machine can take minutes to import torch and load weights
     while not list(tmp_path.glob(".big.*partial*")):
         if proc.poll() is not None or time.time() > deadline:
