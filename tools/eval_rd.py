@@ -319,13 +319,14 @@ def main(argv: list[str] | None = None) -> int:
         report["speed"] = [speed(SAMPLE, 10, None), speed(args.clips[0], 4, (1280, 720))]
     (plots / "rd.json").write_text(json.dumps(report, indent=2))
     write_markdown(report, args.out, plots)
-    manifest = DEFAULT_KEYFRAME.with_suffix(".json")
-    if manifest.exists():
-        data = json.loads(manifest.read_text())
-        if data.get("sha256") == model.sha256:
-            data["eval"] = {"clips": list(report["clips"]), "frames_per_clip": args.frames,
-                            "mean_bd_rate_psnr_yuv": report["average"], "results": "docs/RESULTS.md"}
-            manifest.write_text(json.dumps(data, indent=2) + "\n")
+    evaluated = {"clips": list(report["clips"]), "frames_per_clip": args.frames,
+                 "mean_bd_rate_psnr_yuv": report["average"], "results": "docs/RESULTS.md"}
+    for weights, sha in ((DEFAULT_KEYFRAME, model.sha256), (DEFAULT_INTER, report["inter_weights"])):
+        manifest = weights.with_suffix(".json")  # record the figures beside the weights they were measured on
+        if sha and manifest.exists():
+            data = json.loads(manifest.read_text())
+            if data.get("sha256") == sha:
+                manifest.write_text(json.dumps({**data, "eval": evaluated}, indent=2) + "\n")
     print(json.dumps(report["average"], indent=2))
     return 0
 
