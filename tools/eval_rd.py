@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         if sha and manifest.exists():
             data = json.loads(manifest.read_text())
             if data.get("sha256") == sha:
-                manifest.write_text(json.dumps({**data, "eval": evaluated}, indent=2) + "\n")
+                manifest.write_text(json.dumps({**data, "eval": {**evaluated, "sha256": sha}}, indent=2) + "\n")
     print(json.dumps(report["average"], indent=2))
     return 0
 

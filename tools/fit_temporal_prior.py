@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             pairs += count_clip(keyframe, inter, clip, args.frames, quality, counts)
     inter.motion.z_temporal = counts[0].tables(args.smoothing)
     inter.residual.z_temporal = counts[1].tables(args.smoothing)
+    seconds = round(time.perf_counter() - start, 1)
     meta = dict(loaded.meta)
     meta["temporal_prior"] = {"clips": [c.stem for c in args.clips], "frames": args.frames,
-                              "qualities": args.qualities, "smoothing": args.smoothing, "pairs": pairs}
+                              "qualities": args.qualities, "smoothing": args.smoothing, "pairs": pairs,
+                              "seconds": seconds, "threads": args.threads}
     sha = save_weights(args.output, inter, meta)
-    print(json.dumps({"output": str(args.output), "sha256": sha, "pairs": pairs,
-                      "seconds": round(time.perf_counter() - start, 1)}))
+    print(json.dumps({"output": str(args.output), "sha256": sha, "pairs": pairs, "seconds": seconds}))
     return 0
 
 
