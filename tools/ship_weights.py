@@ -30,7 +30,7 @@ def shipped_manifest(weights: Path, stage: dict, previous: dict, history: str, m
     embedded = json.loads(blob["meta"]) if isinstance(blob, dict) and "meta" in blob else {}
     stage_hours = float(stage["cpu_hours"])
     manifest = {
-        "weights": previous.get("weights", weights.name),
+        "weights": weights.name,
         "sha256": sha256_file(weights),
         "bytes": weights.stat().st_size,
         "role": stage.get("role", previous.get("role")),
