@@ -41,7 +41,7 @@ def test_ship_weights_accumulates_the_training_path(tmp_path):
     assert manifest["history"] == "stage A; stage B"
     assert manifest["temporal_prior"] == prior and manifest["measured_vs_previous"] == "-1%"
     assert "eval" not in manifest
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inter.json", "inter.pt", "new.pt", "stage.json"]
 
 
 def test_ship_weights_refuses_to_ship_the_shipped_file_onto_itself(tmp_path):

@@ -14,23 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vcodec.fileio import atomic_output  # noqa: E402
 from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, read_weights_file, sha256_file  # noqa: E402
 
 
-def shipped_manifest(weights: Path, stage: dict, previous: dict, history: str, measured: str) -> dict:
-    """The manifest for `weights` as the successor of `previous`, after the stage described by `stage`."""
+def shipped_manifest(weights: Path, name: str, stage: dict, previous: dict, history: str, measured: str) -> dict:
+    """The manifest for `weights`, shipped as `name`, as the successor of `previous` after the stage `stage`."""
     blob = read_weights_file(weights)
     embedded = json.loads(blob["meta"]) if isinstance(blob, dict) and "meta" in blob else {}
     stage_hours = float(stage["cpu_hours"])
     manifest = {
-        "weights": weights.name,
+        "weights": name,
         "sha256": sha256_file(weights),
         "bytes": weights.stat().st_size,
         "role": stage.get("role", previous.get("role")),
@@ -67,14 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("the new weights are already the shipped file")
     previous_path = args.dest.with_suffix(".json")
     previous = json.loads(previous_path.read_text()) if previous_path.exists() else {}
-    manifest = shipped_manifest(args.weights, stage, previous, args.history, args.measured)
-    manifest["weights"] = args.dest.name
-    tmp = args.dest.with_name(args.dest.name + ".tmp")
-    shutil.copyfile(args.weights, tmp)
-    os.replace(tmp, args.dest)
-    tmp_manifest = previous_path.with_name(previous_path.name + ".tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_manifest, previous_path)
+    manifest = shipped_manifest(args.weights, args.dest.name, stage, previous, args.history, args.measured)
+    with atomic_output(args.dest) as tmp:
+        shutil.copyfile(args.weights, tmp)
+    with atomic_output(previous_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps({"shipped": str(args.dest), "sha256": manifest["sha256"], "cpu_hours": manifest["cpu_hours"]}))
     return 0
 
