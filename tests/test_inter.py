@@ -385,3 +385,39 @@ def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():
 
     with pytest.raises(StreamError, match="frame 7: payload ends inside the global motion"):
         unpack_payload(Packet(FRAME_P, 7, 3.0, b"\x01"))
+
+
+def test_reference_rounds_to_8_bits_and_passes_gradients_only_when_propagating():
+    from vcodec.color import quantize_tensor
+    from vcodec.training.inter import reference
+
+    x_hat = (torch.rand(1, 6, 8, 8) * 1.2 - 0.1).requires_grad_(True)
+    cut, live = reference(x_hat, propagate=False), reference(x_hat, propagate=True)
+    assert torch.equal(cut, quantize_tensor(x_hat.detach())) and torch.equal(live, cut)
+    assert not cut.requires_grad
+    live.sum().backward()
+    assert torch.equal(x_hat.grad, torch.ones_like(x_hat))
+
+
+def test_error_propagation_aware_loss_trains_frames_for_their_successors(sample_frames):
+    """With `propagate`, the loss is the same number but the second P-frame's error reaches the first one's
+    coding: the gradients differ. The flow network's input stays cut (motion search is the encoder's)."""
+    from vcodec.color import frame_to_tensor
+    from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
+    from vcodec.training.inter import inter_loss
+
+    torch.manual_seed(0)
+    model = InterCodec(TINY)
+    keyframe = KeyframeCodec(KeyframeConfig(n=16, m=16)).requires_grad_(False)
+    seq = torch.stack([frame_to_tensor(crop(f, 64, 64)) for f in sample_frames[:3]], dim=1)
+    q = torch.tensor([4.0])
+    grads, losses = [], []
+    for propagate in (False, True):
+        model.zero_grad()
+        torch.manual_seed(1)
+        loss, _ = inter_loss(model, keyframe, seq, q, propagate=propagate)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in model.residual.parameters() if p.grad is not None]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert not torch.allclose(grads[0], grads[1])

@@ -233,3 +233,11 @@ def test_lr_scale_groups_parameters_and_survives_resume(tmp_path):
     rates = sorted(g["lr"] / g["scale"] for g in trainer.optimizer.param_groups)
     assert rates[0] == pytest.approx(rates[1])
     assert sorted(g["scale"] for g in resumed.optimizer.param_groups) == [1.0, 10.0]
+
+
+def test_inter_training_with_error_propagation(tmp_path):
+    """`propagate = true` unrolls the chain with gradients through each reference."""
+    cfg = tmp_path / "inter.toml"
+    cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + "propagate = true\n")
+    train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "1", "--quiet"])
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1

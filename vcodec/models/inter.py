@@ -156,7 +156,9 @@ class InterCodec(RateLadder, nn.Module):
         the refinement network and the residual codec learn on the fields they are given at coding time.
         The sharpening enters as a constant offset: the flow network still receives the loss's gradient.
         """
-        flow = self.flow_net(x, ref)
+        # Motion estimation is the encoder's search: under error-propagation-aware training
+        # (vcodec.training.inter) the reference carries gradients, which do not flow through the search.
+        flow = self.flow_net(x, ref.detach())
         if refine_steps > 0:
             flow = flow + (refine_flow(x, ref, flow, self.warp, steps=refine_steps) - flow).detach()
         g = motion_field(global_motion(flow)).to(flow.device)

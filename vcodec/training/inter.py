@@ -5,7 +5,10 @@
 2. `inter`: train the whole P-frame codec on (I, P) pairs; the reference is the
    frozen keyframe codec's reconstruction, rounded to 8 bits as a decoder holds it.
 3. `inter_multi`: unroll chains of several P-frames, each predicted from the
-   previous reconstruction, so errors do not pile up across a GOP.
+   previous reconstruction, so errors do not pile up across a GOP. With
+   `propagate`, the loss of each P-frame also reaches the frames it was predicted
+   from (error-propagation-aware training, Lu et al. 2020): a frame is then coded
+   for its own distortion and for its worth as the next frame's reference.
 """
 
 from __future__ import annotations
@@ -114,19 +117,30 @@ def keyframe_reference(keyframe: KeyframeCodec, x: torch.Tensor, q: torch.Tensor
     return quantize_tensor(keyframe(x, q)["x_hat"])
 
 
+def reference(x_hat: torch.Tensor, propagate: bool) -> torch.Tensor:
+    """The next P-frame's reference: the reconstruction rounded to 8 bits, as the decoder holds it.
+
+    With `propagate` the rounding is straight-through, so the next frame's loss
+    flows back into this one; otherwise the chain is cut here.
+    """
+    rounded = quantize_tensor(x_hat.detach())
+    return x_hat + (rounded - x_hat).detach() if propagate else rounded
+
+
 def _bits(likelihoods: list[torch.Tensor]) -> torch.Tensor:
     return -sum(torch.log2(lik.float()).sum((1, 2, 3)) for lik in likelihoods)
 
 
 def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q: torch.Tensor,
                mc_weight: float = 0.0, forward: torch.nn.Module | None = None,
-               refine_steps: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+               refine_steps: int = 0, propagate: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Rate-distortion loss over the P-frames of `seq` (B, 1 + K, 6, h, w); frame 0 is the keyframe.
 
-    Each P-frame is predicted from the previous reconstruction (rounded to 8 bits
-    and detached: the chain is unrolled as the decoder runs it). `mc_weight`
-    adds the motion-compensated prediction's distortion, which speeds up the
-    first steps of training. `refine_steps`: the encoder's flow sharpening (InterCodec.forward).
+    Each P-frame is predicted from the previous reconstruction, rounded to 8 bits
+    as the decoder holds it (`reference`; `propagate` lets gradients through it).
+    `mc_weight` adds the motion-compensated prediction's distortion, which speeds
+    up the first steps of training. `refine_steps`: the encoder's flow sharpening
+    (InterCodec.forward).
     """
     forward = forward or model
     ref = keyframe_reference(keyframe, seq[:, 0], q)
@@ -145,5 +159,5 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
         total = total + loss.mean() / frames
         bpp_sum += float(bpp.detach().mean())
         psnr_sum += float((10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))).mean())
-        ref = quantize_tensor(out["x_hat"].detach())
+        ref = reference(out["x_hat"], propagate)
     return total, {"bpp": bpp_sum / frames, "psnr_yuv": psnr_sum / frames}

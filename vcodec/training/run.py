@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "flow":
             return flow_loss(model, x, step, seed, float(train_cfg.get("photometric_weight", 10.0)))
         return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward,
-                          int(train_cfg.get("flow_refine_steps", 0)))
+                          int(train_cfg.get("flow_refine_steps", 0)), bool(train_cfg.get("propagate", False)))
 
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.startswith("cuda"))
     if bf16 and device == "cpu" and not cpu_has_bf16():
