@@ -241,3 +241,17 @@ def test_inter_training_with_error_propagation(tmp_path):
     cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + "propagate = true\n")
     train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "1", "--quiet"])
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+def test_motion_warp_stage_trains_only_the_motion_codec(tmp_path):
+    """`motion_warp`: the motion codec learns from the warp of real pairs; the frozen parts do not move."""
+    cfg = tmp_path / "motion_warp.toml"
+    cfg.write_text(TINY_INTER.format(stage="motion_warp", data=REPO / "data")
+                   + 'flow_refine_steps = 2\nfreeze = ["flow_net.", "refine.", "residual."]\n')
+    run = tmp_path / "run"
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "1", "--quiet"])
+    first = _weights(run)
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "3", "--quiet"])
+    last = _weights(run)
+    assert all(torch.equal(first[k], last[k]) for k in first if not k.startswith("motion."))
+    assert not all(torch.equal(first[k], last[k]) for k in first if k.startswith("motion.g_a"))

@@ -23,13 +23,13 @@ import torch.distributed as dist
 from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
 from vcodec.training.data import CropSampler, load_clips, load_images, load_video_frames
-from vcodec.training.inter import flow_loss, inter_loss, motion_loss
+from vcodec.training.inter import flow_loss, inter_loss, motion_loss, motion_warp_loss
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
 from vcodec.training.validate import KeyframeValidator
 from vcodec.zoo import load_keyframe, read_weights_file, save_weights
 
-STAGES = ("keyframe", "flow", "motion", "inter", "inter_multi")
+STAGES = ("keyframe", "flow", "motion", "motion_warp", "inter", "inter_multi")
 
 
 def build_model(cfg: dict) -> KeyframeCodec | InterCodec:
@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stage} training pool: {len(pool)} items; {world} process(es) on {device}", file=sys.stderr)
     sampler = CropSampler(pool, crop, seed, rank) if stage != "motion" else None
     batch = int(train_cfg.get("batch", 8))
-    frames = {"keyframe": 0, "flow": 2, "inter": 2}.get(stage, 1 + int(train_cfg.get("p_frames", 4)))
+    frames = {"keyframe": 0, "flow": 2, "motion_warp": 2, "inter": 2}.get(stage, 1 + int(train_cfg.get("p_frames", 4)))
     forward = trainer.forward_module
     keyframe = None
-    if stage in ("inter", "inter_multi"):
+    if stage in ("motion_warp", "inter", "inter_multi"):
         keyframe = load_keyframe(cfg.get("keyframe_weights"), device).model
         keyframe.requires_grad_(False)
     mc_weight, mc_steps = float(train_cfg.get("mc_weight", 0.0)), int(train_cfg.get("mc_steps", 1))
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return rd_loss(model, x, q, forward)
         if stage == "flow":
             return flow_loss(model, x, step, seed, float(train_cfg.get("photometric_weight", 10.0)))
+        if stage == "motion_warp":
+            return motion_warp_loss(model, keyframe, x, q, int(train_cfg.get("flow_refine_steps", 20)))
         return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward,
                           int(train_cfg.get("flow_refine_steps", 0)), bool(train_cfg.get("propagate", False)))
 
