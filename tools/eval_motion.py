@@ -1,0 +1,106 @@
+"""How well the motion codec carries the encoder's fields: warp quality against motion bytes.
+
+    python tools/eval_motion.py [--inter runs/X.pt] [--pairs 2] [--qualities 3 5 7] [--motion-qualities 1 3 5 7]
+
+For the first frame pairs of each eval clip, the previous frame is coded as a
+keyframe at each quality (the reference a decoder would hold, 8-bit), the flow
+network's field for the next frame is sharpened as the encoder does it, and the
+motion codec codes that field at each motion quality. Reports PSNR-YUV of the
+reference warped by the flow network's field, by the sharpened field and by the
+decoded field, and the motion latents' real coded bits per luma pixel. The gap
+between the sharpened and the decoded field is what the motion codec loses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vcodec.color import frame_to_tensor, quantize_tensor  # noqa: E402
+from vcodec.metrics import yuv_mse  # noqa: E402
+from vcodec.models.hyperprior import PAD, pad_to  # noqa: E402
+from vcodec.models.inter import FLOW_SCALE, global_motion, motion_field  # noqa: E402
+from vcodec.video import read_frames  # noqa: E402
+from vcodec.zoo import load_inter, load_keyframe  # noqa: E402
+
+EVAL_CLIPS = REPO.parent / "shared" / "data" / "video" / "eval"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, height: int, width: int) -> float:
+    """PSNR-YUV over the unpadded part of (1, 6, h, w) tensors."""
+    mse = float(yuv_mse(a[..., :height, :width].clamp(0, 1), b[..., :height, :width]))
+    return 10 * math.log10(1 / max(mse, 1e-12))
+
+
+@torch.inference_mode()
+def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: list[float],
+                 refine_steps: int) -> dict:
+    h, w = frame_to_tensor(prev).shape[-2:]
+    x0, x1 = pad_to(frame_to_tensor(prev), PAD), pad_to(frame_to_tensor(cur), PAD)
+    latents = keyframe.compress(x0, quality)
+    ref = quantize_tensor(keyframe.synthesize(latents.y_hat, quality, *x0.shape[-2:]))
+    network = inter.flow_net(x1, ref)
+    sharp = inter.estimate_motion(x1, ref, refine_steps=refine_steps)
+    g = motion_field(global_motion(sharp)).to(sharp.device)
+    luma_pixels = prev.width * prev.height
+    row = {"network_db": psnr(inter.warp(ref, network), x1, h, w),
+           "sharpened_db": psnr(inter.warp(ref, sharp), x1, h, w), "decoded": {}}
+    for mq in motion_qualities:
+        coded = inter.motion.compress((sharp - g) * (1 / FLOW_SCALE), mq)
+        field = inter.motion.synthesize(coded.y_hat, mq, *x1.shape[-2:]) * FLOW_SCALE + g
+        row["decoded"][str(mq)] = {"bpp": 8 * len(coded.substream()) / luma_pixels,
+                                   "db": psnr(inter.warp(ref, field), x1, h, w)}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inter", type=Path, help="inter weights (default: the shipped ones)")
+    ap.add_argument("--keyframe", type=Path, help="keyframe weights (default: the shipped ones)")
+    ap.add_argument("--clips", nargs="*", type=Path, default=sorted(EVAL_CLIPS.glob("*.mp4")))
+    ap.add_argument("--pairs", type=int, default=2, help="frame pairs per clip: 0->1, 2->3, ...")
+    ap.add_argument("--qualities", nargs="*", type=float, default=[3.0, 6.0], help="keyframe (reference) qualities")
+    ap.add_argument("--motion-qualities", nargs="*", type=float, default=[1.0, 3.0, 5.0, 7.0])
+    ap.add_argument("--flow-steps", type=int, default=20, help="flow sharpening steps, as the encoder")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    inter, keyframe = load_inter(args.inter).model, load_keyframe(args.keyframe).model
+    report = {"inter": str(args.inter or "shipped"), "clips": {}}
+    for clip in args.clips:
+        frames, _ = read_frames(clip, max_frames=2 * args.pairs)
+        rows = []
+        for quality in args.qualities:
+            for i in range(0, 2 * args.pairs - 1, 2):
+                row = measure_pair(inter, keyframe, frames[i], frames[i + 1], quality, args.motion_qualities,
+                                   args.flow_steps)
+                rows.append({"quality": quality, "pair": i, **row})
+                decoded = "  ".join(f"mq{mq}: {d['bpp']:.4f} bpp {d['db']:.2f} dB" for mq, d in row["decoded"].items())
+                print(f"{clip.stem} q{quality:g} pair {i}->{i + 1}: network {row['network_db']:.2f} dB, "
+                      f"sharpened {row['sharpened_db']:.2f} dB | {decoded}", flush=True)
+        report["clips"][clip.stem] = rows
+    means = {}
+    for mq in map(str, args.motion_qualities):
+        entries = [r["decoded"][mq] for rows in report["clips"].values() for r in rows]
+        means[mq] = {key: sum(e[key] for e in entries) / len(entries) for key in ("bpp", "db")}
+    every = [r for rows in report["clips"].values() for r in rows]
+    report["mean"] = {"network_db": sum(r["network_db"] for r in every) / len(every),
+                      "sharpened_db": sum(r["sharpened_db"] for r in every) / len(every), "decoded": means}
+    print("mean: network {network_db:.2f} dB, sharpened {sharpened_db:.2f} dB | ".format(**report["mean"])
+          + "  ".join(f"mq{mq}: {d['bpp']:.4f} bpp {d['db']:.2f} dB" for mq, d in means.items()))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
