@@ -131,10 +131,12 @@ def test_inter_stages_train_and_export(tmp_path, stage):
     assert load_inter(out).meta["steps"] == 2
 
 
-def test_inter_training_on_sharpened_flow(tmp_path):
-    """`flow_refine_steps` trains the P-frame codec on the encoder's sharpened fields."""
+@pytest.mark.parametrize("option", ["flow_refine_steps = 2", "propagate = true"])
+def test_inter_chain_training_options(tmp_path, option):
+    """`flow_refine_steps` trains the P-frame codec on the encoder's sharpened fields; `propagate` unrolls the
+    chain with gradients through each reference."""
     cfg = tmp_path / "inter.toml"
-    cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + "flow_refine_steps = 2\n")
+    cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + option + "\n")
     train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "1", "--quiet"])
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
 
@@ -233,14 +235,6 @@ def test_lr_scale_groups_parameters_and_survives_resume(tmp_path):
     rates = sorted(g["lr"] / g["scale"] for g in trainer.optimizer.param_groups)
     assert rates[0] == pytest.approx(rates[1])
     assert sorted(g["scale"] for g in resumed.optimizer.param_groups) == [1.0, 10.0]
-
-
-def test_inter_training_with_error_propagation(tmp_path):
-    """`propagate = true` unrolls the chain with gradients through each reference."""
-    cfg = tmp_path / "inter.toml"
-    cfg.write_text(TINY_INTER.format(stage="inter_multi", data=REPO / "data") + "propagate = true\n")
-    train_main([str(cfg), "--run-dir", str(tmp_path / "run"), "--steps", "1", "--quiet"])
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
 
 
 def test_motion_warp_stage_trains_only_the_motion_codec(tmp_path):

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from vcodec.color import frame_to_tensor, quantize_tensor  # noqa: E402
 from vcodec.metrics import yuv_mse  # noqa: E402
+from vcodec.models.flow import refine_flow  # noqa: E402
 from vcodec.models.hyperprior import PAD, pad_to  # noqa: E402
 from vcodec.models.inter import FLOW_SCALE, global_motion, motion_field  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
@@ -43,12 +44,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor, height: int, width: int) -> float:
 @torch.inference_mode()
 def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: list[float],
                  refine_steps: int) -> dict:
-    h, w = frame_to_tensor(prev).shape[-2:]
-    x0, x1 = pad_to(frame_to_tensor(prev), PAD), pad_to(frame_to_tensor(cur), PAD)
+    x0 = frame_to_tensor(prev)
+    h, w = x0.shape[-2:]
+    x0, x1 = pad_to(x0, PAD), pad_to(frame_to_tensor(cur), PAD)
     latents = keyframe.compress(x0, quality)
     ref = quantize_tensor(keyframe.synthesize(latents.y_hat, quality, *x0.shape[-2:]))
     network = inter.flow_net(x1, ref)
-    sharp = inter.estimate_motion(x1, ref, refine_steps=refine_steps)
+    sharp = refine_flow(x1, ref, network, inter.warp, steps=refine_steps)  # as InterCodec.estimate_motion
     g = motion_field(global_motion(sharp)).to(sharp.device)
     luma_pixels = prev.width * prev.height
     row = {"network_db": psnr(inter.warp(ref, network), x1, h, w),
