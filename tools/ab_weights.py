@@ -13,7 +13,6 @@ that decides whether new weights ship.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import statistics
@@ -30,18 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vcodec.codec import MotionSearch  # noqa: E402
 from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
-from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, sha256_file  # noqa: E402
+from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, codec_source_digest, sha256_file  # noqa: E402
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1] / "vcodec"
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "eval"
-
-
-@functools.cache
-def codec_source_digest() -> str:
-    """sha256 of the package's coding source (the training package does not code frames); computed once per
-    run, since the points of a side depend on it."""
-    sources = sorted(f for f in PACKAGE_DIR.rglob("*.py") if "training" not in f.relative_to(PACKAGE_DIR).parts)
-    return hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
 
 
 # A side: keyframe weights, inter weights (None = shipped), effort, motion search.

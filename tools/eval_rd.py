@@ -7,6 +7,13 @@ and each anchor configuration (x264 medium / veryslow, x265 medium; no B-frames;
 keyint = each intra period) over a CRF sweep, all measured against the same
 source planes. BD-rates use PSNR-YUV with piecewise cubic interpolation. With
 --speed, encode/decode frames/s at 352x288 and 1280x720 are measured too.
+
+With --reuse docs/results/rd.json, points of an earlier run that cannot have
+changed are read back instead of measured again: the anchors' points when the
+clip, frame count, preset and CRF sweep match, and vcodec's points when the
+frame count, qualities, weights and coding source (`codec_source_digest`) also
+match. A run that changes only the inter weights then re-measures only the
+P-frame curves.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,9 +35,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vcodec  # noqa: E402
+from vcodec.anchors import DEFAULT_CRFS  # noqa: E402
 from vcodec.compare import Comparison, anchor_codec, bd_entry, plot_rd, vcodec_codec  # noqa: E402
 from vcodec.video import VideoWriter, frame_from_av, frame_to_av, read_frames  # noqa: E402
-from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, inter_available, load_inter, load_keyframe, sha256_file  # noqa: E402
+from vcodec.zoo import (  # noqa: E402
+    DEFAULT_INTER,
+    DEFAULT_KEYFRAME,
+    codec_source_digest,
+    inter_available,
+    load_inter,
+    load_keyframe,
+    sha256_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO.parent / "shared" / "data" / "video" / "eval"
@@ -130,7 +147,12 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
               "- no inter weights are shipped yet, so vcodec codes every frame as a keyframe (all-intra) and its "
               "curve is the same in every intra-period section"),
              "- the anchors use keyint = the intra period, no B-frames, no scene-cut keyframes, and otherwise the "
-             "encoder's defaults for the preset (x264/x265 psychovisual tuning stays on; no `--tune psnr`).", ""]
+             "encoder's defaults for the preset (x264/x265 psychovisual tuning stays on; no `--tune psnr`)."]
+    reused = sorted({part for data in report["clips"].values() for part in data.get("reused", [])})
+    if reused:
+        lines.append("- read back from the previous run's `rd.json` (`--reuse`; same clips, frames, CRF sweep, and for "
+                     "vcodec the same weights and coding source), not measured again: " + ", ".join(reused))
+    lines.append("")
     lines += ["## vcodec per quality index (all-intra)", "",
               "| clip | " + " | ".join(f"q{q:g}" for q in report["qualities"]) + " |",
               "| --- |" + " --- |" * len(report["qualities"])]
@@ -239,35 +261,82 @@ def write_markdown(report: dict, path: Path, plots: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """Which parts of an earlier report still hold for this run (see the module docstring)."""
+
+    anchors: bool = False
+    intra: bool = False
+    inter: bool = False
+
+    @classmethod
+    def between(cls, previous: dict, current: dict) -> Reuse:
+        same_frames = previous.get("frames") == current["frames"]
+        intra = (same_frames and previous.get("qualities") == current["qualities"]
+                 and previous.get("weights") == current["weights"]
+                 and previous.get("codec_source") == current["codec_source"])
+        return cls(anchors=same_frames, intra=intra,
+                   inter=intra and previous.get("inter_weights") == current["inter_weights"])
+
+
+def reused_anchor(previous: dict | None, period: int, name: str, key: str) -> dict | None:
+    """An anchor's earlier entry, if it was measured over the CRF sweep this run would use."""
+    codec = (previous or {}).get("anchors", {}).get(str(period), {}).get(key)
+    if codec is None or [p["crf"] for p in codec["points"]] != list(DEFAULT_CRFS[name]):
+        return None
+    return codec
+
+
 def evaluate_clip(src: Path, frames: int, qualities: list[float], periods: list[int], anchors: list[tuple[str, str]],
-                  inter: bool, rate_control: bool, plots: Path) -> dict:
-    """One clip's report entry: vcodec and every anchor at every intra period, BD-rates, RD plots."""
+                  inter: bool, rate_control: bool, plots: Path, reuse: Reuse = Reuse(),
+                  previous: dict | None = None) -> dict:
+    """One clip's report entry: vcodec and every anchor at every intra period, BD-rates, RD plots.
+
+    `previous` is this clip's entry in an earlier report; the parts `reuse` allows are taken from it."""
     source, info = read_frames(src, max_frames=frames)
     t = time.time()
-    ours_by_period = {1: vcodec_codec(source, info.fps, qualities, 1)}
+    previous = previous or {}
+    reused: list[str] = []
+
+    def ours(period: int, key: str, allowed: bool) -> dict:
+        if allowed and key in previous:
+            reused.append(key)
+            return previous[key]
+        return vcodec_codec(source, info.fps, qualities, period)
+
+    ours_by_period = {1: ours(1, "vcodec", reuse.intra)}
     entry = {"vcodec": ours_by_period[1], "anchors": {}, "bd": {}}
     for period in periods:
         if period != 1 and inter:
-            ours_by_period[period] = vcodec_codec(source, info.fps, qualities, period)
+            ours_by_period[period] = ours(period, f"vcodec_ip{period}", reuse.inter)
             entry[f"vcodec_ip{period}"] = ours_by_period[period]
             entry.setdefault("inter_vs_intra", {})[str(period)] = bd_entry(ours_by_period[1]["points"],
                                                                           ours_by_period[period]["points"])
-        ours = ours_by_period.get(period, ours_by_period[1])
         comp = Comparison(str(src), info.width, info.height, info.fps, len(source), period)
-        comp.codecs["vcodec"] = ours
+        comp.codecs["vcodec"] = ours_by_period.get(period, ours_by_period[1])
         entry["anchors"][str(period)], entry["bd"][str(period)] = {}, {}
         for name, preset in anchors:
             key = f"{name}-{preset}"
-            codec = anchor_codec(source, info.fps, name, period, preset)
+            codec = reused_anchor(previous, period, name, key) if reuse.anchors else None
+            if codec is None:
+                codec = anchor_codec(source, info.fps, name, period, preset)
+            else:
+                reused.append(f"{key} ip{period}")
             entry["anchors"][str(period)][key] = codec
-            entry["bd"][str(period)][key] = bd_entry(codec["points"], ours["points"])
+            entry["bd"][str(period)][key] = bd_entry(codec["points"], comp.codecs["vcodec"]["points"])
             comp.codecs[key] = codec
         plot_rd(comp, plots / f"rd_{src.stem}_ip{period}.png")
     if rate_control:
-        entry["rate_control"] = rate_control_check(src, source, info.fps, ours_by_period[1]["points"])
+        if reuse.intra and "rate_control" in previous:
+            entry["rate_control"] = previous["rate_control"]
+            reused.append("rate_control")
+        else:
+            entry["rate_control"] = rate_control_check(src, source, info.fps, ours_by_period[1]["points"])
+    entry["reused"] = reused
     first = entry["bd"][str(periods[0])]
     summary = {k: fmt(v["bd_rate_psnr_yuv"]) for k, v in first.items()}
-    print(f"{src.stem}: {time.time() - t:.0f} s; BD-rate at intra period {periods[0]}: {summary}", flush=True)
+    print(f"{src.stem}: {time.time() - t:.0f} s ({len(reused)} parts reused); BD-rate at intra period "
+          f"{periods[0]}: {summary}", flush=True)
     return entry
 
 
@@ -282,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel (one thread each)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
+    ap.add_argument("--reuse", type=Path, metavar="RD_JSON",
+                    help="an earlier run's rd.json: read back the points this run would measure the same")
     args = ap.parse_args(argv)
     if not args.clips:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
@@ -293,17 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"frames": args.frames, "qualities": args.qualities, "intra_periods": args.intra_periods,
                     "weights": model.sha256, "steps": model.meta.get("steps"),
                     "threads": 1 if args.jobs > 1 else torch.get_num_threads(), "jobs": args.jobs,
-                    "anchor_spec": args.anchors,
+                    "anchor_spec": args.anchors, "codec_source": codec_source_digest(),
                     "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "clips": {}}
     inter = inter_available()
     report["inter_weights"] = load_inter().sha256 if inter else None
+    previous = json.loads(args.reuse.read_text()) if args.reuse else {}
+    reuse = Reuse.between(previous, report) if previous else Reuse()
+    earlier = [previous.get("clips", {}).get(src.stem) for src in args.clips]
     job = partial(evaluate_clip, frames=args.frames, qualities=args.qualities, periods=args.intra_periods,
-                  anchors=anchors, inter=inter, rate_control=not args.no_rate_control, plots=plots)
+                  anchors=anchors, inter=inter, rate_control=not args.no_rate_control, plots=plots, reuse=reuse)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            entries = list(pool.map(job, args.clips))
+            entries = [f.result() for f in [pool.submit(job, src, previous=e) for src, e in zip(args.clips, earlier)]]
     else:
-        entries = [job(src) for src in args.clips]
+        entries = [job(src, previous=e) for src, e in zip(args.clips, earlier)]
     for src, entry in zip(args.clips, entries):
         report["clips"][src.stem] = entry
     report["average"] = {}

@@ -39,6 +39,17 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=1)
+def codec_source_digest() -> str:
+    """SHA-256 of the package's coding source (everything but `vcodec.training`, which codes no frames).
+
+    Measured RD points depend on it as much as on the weights, so tools that reuse points key them by it.
+    """
+    package = Path(__file__).parent
+    sources = sorted(f for f in package.rglob("*.py") if "training" not in f.relative_to(package).parts)
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
+
+
 def content_digest(blob: dict) -> str:
     """SHA-256 over a weights blob's config, tensors and tables (everything but the digest itself)."""
     h = hashlib.sha256()
