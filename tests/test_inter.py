@@ -65,6 +65,21 @@ def test_p_frames_with_context_models_roundtrip_bit_exact(tmp_path, gop_clip, sl
     vcodec.decode(stream, tmp_path / "ctx.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
 
 
+def test_p_frames_with_a_finer_motion_latent_roundtrip_bit_exact(tmp_path, gop_clip):
+    """`motion_stages = 2` puts the motion latent at 1/8 of the luma resolution (4x the positions): the motion
+    codec's weight shapes are unchanged, and its hyper-latent shape follows, so the decoder parses it."""
+    torch.manual_seed(2)
+    model = InterCodec(InterConfig(**{**TINY.__dict__, "motion_stages": 2})).eval()
+    x = torch.zeros(1, 2, 64, 96)
+    assert model.motion.g_a(x).shape[-2:] == (16, 24) and model.motion._z_shape(64, 96)[-2:] == (4, 6)
+    weights = tmp_path / "inter_fine_motion.pt"
+    save_weights(weights, model, {"note": "test model"})
+    stream = tmp_path / "fine.lvc"
+    vcodec.encode(gop_clip, stream, quality=3, intra_period=0, inter_weights=weights, progress=False,
+                  scene_cuts=False, frames=3)
+    vcodec.decode(stream, tmp_path / "fine.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
+
+
 def test_seek_into_a_gop_matches_full_decode(tmp_path, gop_clip, inter_weights):
     stream = tmp_path / "p.lvc"
     vcodec.encode(gop_clip, stream, quality=2, intra_period=0, inter_weights=inter_weights, progress=False,

@@ -31,7 +31,7 @@ from vcodec.models.channel import ChannelContext
 from vcodec.models.context import CheckerboardContext, anchor_mask, from_other_phases, to_anchor_phases
 from vcodec.models.detail import DetailStage
 
-PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a
+PAD = 32  # input padding multiple: 3 stride-2 stages in g_a, 2 in h_a (fewer stages divide it too)
 # Rate-distortion trade-offs per quality index: loss = lambda * 255^2 * MSE + bpp.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 
@@ -129,15 +129,22 @@ class GainUnit(nn.Module):
 
 class MeanScaleHyperprior(nn.Module):
     def __init__(self, in_ch: int, n: int, m: int, init_log_gain: torch.Tensor, out_ch: int | None = None,
-                 context: bool = False, channel_slices: int = 1, detail: tuple[int, int] = (0, 0), side_ch: int = 0):
+                 context: bool = False, channel_slices: int = 1, detail: tuple[int, int] = (0, 0), side_ch: int = 0,
+                 stages: int = 3):
         super().__init__()
         out_ch = out_ch or in_ch
         self.n, self.m = n, m
+        # `stages` stride-2 layers in g_a (mirrored in g_s): 3 puts y at 1/8 of the input, 2 at 1/4 (the third
+        # analysis layer and the first synthesis layer then keep the resolution, with the same weight shapes).
+        if stages not in (2, 3):
+            raise ValueError(f"stages must be 2 or 3, not {stages}")
+        self.stages = stages
+        third = 2 if stages == 3 else 1
         self.g_a = nn.Sequential(
-            conv(in_ch, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m, 3, 1)
+            conv(in_ch, n), GDN(n), conv(n, n), GDN(n), conv(n, n, stride=third), GDN(n), conv(n, m, 3, 1)
         )
         self.g_s = nn.Sequential(
-            conv(m, n, 3, 1), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            conv(m, n, 3, 1), GDN(n, inverse=True), deconv(n, n, stride=third), GDN(n, inverse=True),
             deconv(n, n), GDN(n, inverse=True), deconv(n, out_ch),
         )
         self.h_a = nn.Sequential(
@@ -426,7 +433,8 @@ class MeanScaleHyperprior(nn.Module):
     def _z_shape(self, height: int, width: int) -> torch.Size:
         """Shape of z for an input of height x width (before padding)."""
         hp, wp = math.ceil(height / PAD) * PAD, math.ceil(width / PAD) * PAD
-        return torch.Size((1, self.n, hp // 32, wp // 32))
+        down = 2 ** (self.stages + 2)
+        return torch.Size((1, self.n, hp // down, wp // down))
 
     def _z_ids(self, height: int, width: int) -> torch.Tensor:
         """Table ids of z under the factorized prior for an input of height x width (before padding)."""

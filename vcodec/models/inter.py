@@ -66,6 +66,7 @@ def motion_field(units: torch.Tensor) -> torch.Tensor:
 class InterConfig(LadderConfig):
     motion_n: int = 64
     motion_m: int = 96
+    motion_stages: int = 3  # stride-2 stages in the motion codec: its latent at 1/16 of luma resolution, or 1/8 with 2
     residual_n: int = 128  # the keyframe codec's widths, so the residual codec can start from its weights
     residual_m: int = 192
     refine_width: int = 64
@@ -123,7 +124,8 @@ class InterCodec(RateLadder, nn.Module):
         self.config = config = config or InterConfig()
         init = initial_log_gains(config.lambdas)
         self.flow_net = FlowNet(6, levels=config.flow_levels, width=config.flow_width)
-        self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init, context=config.context)
+        self.motion = MeanScaleHyperprior(2, config.motion_n, config.motion_m, init, context=config.context,
+                                          stages=config.motion_stages)
         self.refine = Refine(config.refine_width)
         detail = (config.detail_width, config.detail_blocks)
         if config.conditional:
