@@ -279,9 +279,9 @@ class Reuse:
                    inter=intra and previous.get("inter_weights") == current["inter_weights"])
 
 
-def reused_anchor(previous: dict | None, period: int, name: str, key: str) -> dict | None:
+def reused_anchor(previous: dict, period: int, name: str, key: str) -> dict | None:
     """An anchor's earlier entry, if it was measured over the CRF sweep this run would use."""
-    codec = (previous or {}).get("anchors", {}).get(str(period), {}).get(key)
+    codec = previous.get("anchors", {}).get(str(period), {}).get(key)
     if codec is None or [p["crf"] for p in codec["points"]] != list(DEFAULT_CRFS[name]):
         return None
     return codec
