@@ -129,8 +129,26 @@ def test_scene_cuts_code_keyframes_where_they_cost_less(tmp_path, gop_clip, inte
     p_packet, p_hat, _ = enc._encode_inter(x, 1)
     i_packet, i_hat = enc._encode_intra(x, 1)
     chosen = enc.encode(frames[1], 1).packet
-    cheaper = min((enc._rd_cost(p_packet, p_hat, x), "P"), (enc._rd_cost(i_packet, i_hat, x), "I"))[1]
+    cheaper = min((enc._rd_cost(p_packet, p_hat, x), "P"), (enc._rd_cost(i_packet, i_hat, x, 3.0), "I"))[1]
     assert FRAME_TYPES[chosen.frame_type] == cheaper
+
+
+def test_keyframe_offset_codes_gop_keyframes_above_the_p_frames(tmp_path, gop_clip, inter_weights):
+    """With a keyframe offset the GOP's keyframes carry the higher quality, the P-frames the stream's, the
+    decoder reproduces the encoder (it reads each packet's quality); all-intra streams ignore the offset."""
+    stream = tmp_path / "k.lvc"
+    vcodec.encode(gop_clip, stream, quality=2.5, intra_period=3, inter_weights=inter_weights, progress=False,
+                  scene_cuts=False, keyframe_offset=1.0)
+    packets = vcodec.info(stream).packets
+    assert [(p["type"], p["quality"]) for p in packets] == [("I", 3.5), ("P", 2.5), ("P", 2.5)] * 2
+    vcodec.decode(stream, tmp_path / "k.y4m", device="cpu", verify=True, inter_weights=inter_weights, progress=False)
+    top = tmp_path / "top.lvc"
+    vcodec.encode(gop_clip, top, quality=6.5, intra_period=3, inter_weights=inter_weights, progress=False,
+                  scene_cuts=False, keyframe_offset=1.0, frames=1)
+    assert vcodec.info(top).packets[0]["quality"] == 7.0  # clamped to the top of the range
+    intra = tmp_path / "i.lvc"
+    vcodec.encode(gop_clip, intra, quality=2.5, intra_period=1, progress=False, keyframe_offset=1.0, frames=2)
+    assert {p["quality"] for p in vcodec.info(intra).packets} == {2.5}
 
 
 def test_intra_period_counts_from_the_last_keyframe():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -210,6 +211,22 @@ def test_resume_point_holds_the_trained_tensors_and_initializes_a_run(tmp_path):
     start = initial_weights({"stage": "inter"}, [str(shipped), str(resume)])
     assert set(load_init(str(resume))) == trained
     assert all(torch.equal(start[k].float(), ema[k].half().float()) for k in ema if ema[k].dtype.is_floating_point)
+
+
+def test_resume_point_exports_over_the_shipped_weights(tmp_path):
+    """`tools/export.py RESUME --base SHIPPED` rebuilds the same shipped weights as exporting the run itself."""
+    from tools.export import main as export_main
+    from vcodec.zoo import read_weights_file
+
+    cfg = tmp_path / "inter.toml"
+    cfg.write_text(TINY_INTER.format(stage="inter", data=REPO / "data") + 'freeze = ["flow_net.", "motion."]\n')
+    run, shipped, resume, rebuilt = (tmp_path / n for n in ("run", "inter.pt", "resume.pt", "rebuilt.pt"))
+    train_main([str(cfg), "--run-dir", str(run), "--steps", "2", "--quiet", "--export", str(shipped)])
+    assert export_main([str(cfg), str(run / "checkpoint.pt"), str(resume), "--trainable-only"]) == 0
+    assert export_main([str(cfg), str(resume), str(rebuilt), "--base", str(shipped)]) == 0
+    want, got = read_weights_file(shipped)["state_dict"], read_weights_file(rebuilt)["state_dict"]
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert json.loads(rebuilt.with_suffix(".json").read_text())["steps"] == 2
 
 
 def test_lr_scale_groups_parameters_and_survives_resume(tmp_path):

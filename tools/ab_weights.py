@@ -34,8 +34,8 @@ from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, codec_source_digest, sha
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "eval"
 
 
-# A side: keyframe weights, inter weights (None = shipped), effort, motion search.
-Side = tuple[str | None, str | None, int, MotionSearch]
+# A side: keyframe weights, inter weights (None = shipped), effort, motion search, keyframe quality offset.
+Side = tuple[str | None, str | None, int, MotionSearch, float]
 
 
 def _motion(args: argparse.Namespace, side: str) -> MotionSearch:
@@ -49,9 +49,9 @@ def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
               side: Side) -> str:
     """Everything a side's points depend on: the clip, the settings, the weights and the codec's source
     code (the training package does not code frames)."""
-    keyframe, inter, effort, motion = side
+    keyframe, inter, effort, motion, keyframe_offset = side
     parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
-             repr(motion),
+             repr(motion), f"keyframe_offset={keyframe_offset!r}",
              sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER),
              codec_source_digest()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
@@ -73,10 +73,10 @@ def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
             stored = json.loads(entry.read_text())
             points[name], seconds[name] = stored["points"], stored["seconds"]
             continue
-        keyframe, inter, effort, motion = side
+        keyframe, inter, effort, motion, keyframe_offset = side
         start = time.perf_counter()
         points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort,
-                                    motion)["points"]
+                                    motion, keyframe_offset)["points"]
         seconds[name] = time.perf_counter() - start
         if entry is not None:
             entry.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-offsets-b", type=float, nargs="+", help="the same for B")
     ap.add_argument("--flow-steps-a", type=int, help="flow sharpening steps for A's P-frames (default: the encoder's)")
     ap.add_argument("--flow-steps-b", type=int, help="the same for B")
+    ap.add_argument("--keyframe-offset-a", type=float, default=0.0,
+                    help="quality steps above the P-frames at which A codes keyframes (default 0)")
+    ap.add_argument("--keyframe-offset-b", type=float, default=0.0, help="the same for B")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
     ap.add_argument("--threads", type=int,
                     help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no eval clips found (looked in {EVAL_DIR})", file=sys.stderr)
         return 1
     sides = {side.upper(): (getattr(args, f"keyframe_{side}"), getattr(args, f"inter_{side}"),
-                            getattr(args, f"effort_{side}"), _motion(args, side))
+                            getattr(args, f"effort_{side}"), _motion(args, side),
+                            getattr(args, f"keyframe_offset_{side}"))
              for side in ("a", "b")}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
                   sides=sides, cache=args.cache)

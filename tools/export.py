@@ -9,6 +9,11 @@ With --trainable-only it writes a resume point instead: the EMA of only the tens
 under its `freeze` prefixes), fp16. For a stage that trains a small part of a model (a decoder-side stage)
 this is a few MB, small enough to keep in the repository where `runs/` is not, and
 `vcodec train CONFIG --init SHIPPED.pt --init RESUME.pt` starts a new run from exactly those weights.
+
+With --base SHIPPED.pt the checkpoint may be such a resume point: its tensors are laid over the shipped
+weights and exported as the run's EMA would be, keeping the resume point's steps and CPU time.
+
+    python tools/export.py configs/X.toml checkpoints/X.pt runs/X.pt --base vcodec/weights/inter.pt
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vcodec.training.run import build_model  # noqa: E402
-from vcodec.zoo import save_weights, write_weights_file  # noqa: E402
+from vcodec.zoo import read_weights_file, save_weights, write_weights_file  # noqa: E402
 
 
 def save_resume_point(path: Path, cfg: dict, state: dict) -> dict:
@@ -39,6 +44,18 @@ def save_resume_point(path: Path, cfg: dict, state: dict) -> dict:
     return {"output": str(path), "tensors": len(ema), "steps": int(state["step"]), "bytes": path.stat().st_size}
 
 
+def over_base(base: Path, resume: dict) -> dict:
+    """A checkpoint-like state whose EMA is the shipped weights at `base` with the resume point's tensors
+    laid over them (float32, as a run's EMA is)."""
+    blob = read_weights_file(base)
+    ema = {k: v.float() if v.dtype.is_floating_point else v for k, v in blob["state_dict"].items()}
+    unknown = set(resume["ema"]) - set(ema)
+    if unknown:
+        raise SystemExit(f"--base: {len(unknown)} resume-point tensors are not in {base} (e.g. {min(unknown)})")
+    ema.update({k: v.float() if v.dtype.is_floating_point else v for k, v in resume["ema"].items()})
+    return {"ema": ema, "step": resume["step"], "elapsed": resume["elapsed"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", type=Path)
@@ -48,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--meta", default="{}", help="extra JSON merged into the manifest (e.g. eval numbers)")
     ap.add_argument("--trainable-only", action="store_true",
                     help="write a resume point: only the EMA tensors the config does not freeze")
+    ap.add_argument("--base", type=Path, help="shipped weights under a resume point given as the checkpoint")
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.config.read_text())
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    if args.base:
+        if args.raw or args.trainable_only:
+            raise SystemExit("--base exports a resume point's EMA: not with --raw or --trainable-only")
+        state = over_base(args.base, read_weights_file(args.checkpoint))
+    else:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     if args.trainable_only:
         print(json.dumps(save_resume_point(args.output, cfg, state)))
         return 0

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vcodec.codec import FrameDecoder, FrameEncoder, MotionSearch, substream_sizes, unpack_payload
+from vcodec.codec import KEYFRAME_OFFSET, FrameDecoder, FrameEncoder, MotionSearch, substream_sizes, unpack_payload
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
@@ -85,7 +85,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
            intra_period: int | None = None, frames: int | None = None, weights: str | os.PathLike | None = None,
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
            inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True,
-           effort: int = 0, motion: MotionSearch | None = None) -> EncodeResult:
+           effort: int = 0, motion: MotionSearch | None = None,
+           keyframe_offset: float = KEYFRAME_OFFSET) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
@@ -95,7 +96,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     than a keyframe in rate-distortion terms becomes one. P-frames need inter
     weights (shipped, or `inter_weights`). `effort` > 0 spends that many gradient
     steps per frame refining its latents: fewer bits, slower encoding. `motion`: the P-frames' motion search
-    (default `MotionSearch()`; `vcodec.codec.FAST_MOTION` is what `--fast` uses).
+    (default `MotionSearch()`; `vcodec.codec.FAST_MOTION` is what `--fast` uses). `keyframe_offset`: how many
+    quality steps above `quality` a GOP's keyframes are coded (fixed quality with P-frames only).
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -116,6 +118,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
         raise UserError("--frames must be at least 1")
     if effort < 0:
         raise UserError("--effort must be >= 0")
+    if not -7 <= keyframe_offset <= 7:
+        raise UserError("--keyframe-offset must be between -7 and 7 quality steps")
     dev = resolve_device(device)
     model = load_keyframe(weights, dev)
     inter = load_inter(inter_weights, dev) if intra_period != 1 else None
@@ -132,7 +136,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
-                               scene_cuts, effort, motion or MotionSearch())
+                               scene_cuts, effort, motion or MotionSearch(), keyframe_offset)
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)

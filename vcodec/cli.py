@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--fast", action="store_true",
                    help="skip the P-frames' motion search (flow sharpening, motion quality choice): faster "
                         "encoding, more bits (docs/TRAINING.md)")
+    e.add_argument("--keyframe-offset", type=float,
+                   help="code each GOP's keyframe this many quality steps above its P-frames (fixed quality "
+                        "with P-frames only; default: vcodec.codec.KEYFRAME_OFFSET, docs/TRAINING.md)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
@@ -111,6 +114,8 @@ def _run(args: argparse.Namespace) -> int:
                        device=args.device, bitrate=args.bitrate, inter_weights=args.inter_weights,
                        scene_cuts=args.scene_cuts, effort=args.effort,
                        motion=FAST_MOTION if args.fast else None)
+        if args.keyframe_offset is not None:
+            options["keyframe_offset"] = args.keyframe_offset
         if len(args.input) == 1 and not os.path.isdir(args.input[0]):
             results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
                         None)]

@@ -83,6 +83,8 @@ class MotionSearch:
         return [previous, next(j for j in neighbours if 0 <= j < n)]
 
 
+# Quality steps between a GOP's keyframe and its P-frames at a fixed quality (docs/TRAINING.md).
+KEYFRAME_OFFSET = 0.0
 FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,))  # `vcodec encode --fast`
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
@@ -188,6 +190,9 @@ class FrameEncoder:
     the cheapest in the same rate-distortion terms (one more motion and residual coding per extra candidate;
     with `effort`, the latent refinement runs once, for the chosen offset).
 
+    `keyframe_offset` codes a GOP's keyframes that many quality steps above its P-frames (fixed quality,
+    intra period other than 1; clamped to the quality range). Measured in docs/TRAINING.md.
+
     `effort` > 0 refines each keyframe latent and P-frame residual latent with
     that many gradient steps (vcodec.models.refinement): smaller streams, slower
     encoding, the same decoder.
@@ -200,11 +205,16 @@ class FrameEncoder:
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
                  rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
                  scene_cuts: bool = True, effort: int = 0,
-                 motion: MotionSearch = MotionSearch()):
+                 motion: MotionSearch = MotionSearch(), keyframe_offset: float = KEYFRAME_OFFSET):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
         self.quality = stream_quality(quality)
+        # Every P-frame of a GOP inherits its keyframe's detail, so a GOP's keyframe may be worth more bits than
+        # a P-frame; all-intra streams and rate control code keyframes at the frame's quality.
+        top = keyframe.levels - 1.0
+        self.keyframe_quality = (self.quality if intra_period == 1 or rate is not None
+                                 else stream_quality(min(top, max(0.0, self.quality + keyframe_offset))))
         self.intra_period = intra_period
         self.scene_cuts = scene_cuts and rate is None
         self.effort = effort
@@ -231,14 +241,15 @@ class FrameEncoder:
                 cost = self._rd_cost(packet, x_hat, x)
                 if cost > self._last_key_cost / 2:
                     intra, intra_hat = self._encode_intra(x, index)
-                    intra_cost = self._rd_cost(intra, intra_hat, x)
+                    intra_cost = self._rd_cost(intra, intra_hat, x, packet.quality)
                     if intra_cost < cost:
                         packet, x_hat = intra, intra_hat
         self._z_prev = z if packet.frame_type == FRAME_P and self.inter.temporal_prior else None
         if packet.frame_type == FRAME_I:
             self._last_key, self._motion_choice = index, None
             if self.scene_cuts:
-                self._last_key_cost = intra_cost if intra_cost is not None else self._rd_cost(packet, x_hat, x)
+                self._last_key_cost = (intra_cost if intra_cost is not None
+                                       else self._rd_cost(packet, x_hat, x, self.quality))
         recon = tensor_to_frame(x_hat, frame.width, frame.height)
         packet.recon_hash = frame_hash(recon.tobytes())
         if self.inter is not None:
@@ -250,14 +261,16 @@ class FrameEncoder:
         lat = self.inter.compress(x, self.reference, quality, effort, self._z_prev, motion_quality, flow)
         return Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, motion_quality, lat.substream())), lat
 
-    def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor) -> float:
-        lam = float(self.keyframe.lmbda(torch.tensor([packet.quality])))
+    def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor, quality: float | None = None) -> float:
+        """Bits plus λ-weighted distortion, λ that of `quality` (default the packet's): candidates for one
+        frame are compared at the same λ even when coded at different qualities."""
+        lam = float(self.keyframe.lmbda(torch.tensor([packet.quality if quality is None else quality])))
         mse = float(yuv_mse(quantize_tensor(x_hat).double(), x.double()))
         return 8 * packet.size + lam * 255**2 * mse * 4 * x.shape[-2] * x.shape[-1]
 
     def _encode_intra(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
         y0 = self.keyframe.analysis(x)
-        quality, estimate = self.quality, 0.0
+        quality, estimate = self.keyframe_quality, 0.0
         if self.rate is not None:
             quality = stream_quality(self.rate.choose(lambda q: self.keyframe.estimate_bits(y0, q)))
             estimate = self.keyframe.estimate_bits(y0, quality)
