@@ -92,7 +92,8 @@ def test_info_reports_sizes(small_stream):
 
 def test_quality_is_monotonic_in_bytes_and_psnr(tmp_path, sample_frames):
     clip = write_clip(tmp_path / "q.mkv", [crop(f, 256, 192) for f in sample_frames[:1]])
-    results = [vcodec.encode(clip, tmp_path / f"q{q}.lvc", quality=q, progress=False) for q in range(8)]
+    results = [vcodec.encode(clip, tmp_path / f"q{q}.lvc", quality=q, intra_period=1,
+                             progress=False) for q in range(8)]
     sizes = [r.bytes for r in results]
     psnrs = [r.metrics["psnr_yuv"] for r in results]
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes

@@ -84,7 +84,7 @@ class MotionSearch:
 
 
 # Quality steps between a GOP's keyframe and its P-frames at a fixed quality (docs/TRAINING.md).
-KEYFRAME_OFFSET = 0.0
+KEYFRAME_OFFSET = 1.0
 FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,))  # `vcodec encode --fast`
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
