@@ -268,14 +268,15 @@ def test_global_motion_is_the_median_in_eighth_pixels():
 
 
 def test_p_packet_carries_the_global_motion_of_a_pan(sample_frames, inter_weights):
-    from vcodec.codec import FrameDecoder, FrameEncoder, unpack_payload
+    from vcodec.codec import FrameDecoder, FrameEncoder, MotionSearch, unpack_payload
     from vcodec.color import frame_to_tensor, tensor_to_frame
     from vcodec.zoo import load_inter, load_keyframe
 
     img = frame_to_tensor(crop(sample_frames[0], 256, 192))
     frames = [tensor_to_frame(t, 256, 192) for t in (img, torch.roll(img, shifts=(2, -5), dims=(-2, -1)))]
     keyframe, inter = load_keyframe().model, load_inter(inter_weights).model
-    enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False)
+    enc = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
+                       motion=MotionSearch(blocks=()))  # the motion codec's path, which sends global motion
     coded = [enc.encode(f, i) for i, f in enumerate(frames)]
     side, _ = unpack_payload(coded[1].packet)
     dx, dy = side.global_motion
@@ -328,7 +329,7 @@ def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample
     frames = [crop(f, 96, 64) for f in sample_frames[:4]]
     offsets = (0.0, -1.0, -2.0)
     searched = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
-                            motion=MotionSearch(motion_offsets=offsets))
+                            motion=MotionSearch(motion_offsets=offsets, blocks=()))
     coded = [searched.encode(f, i) for i, f in enumerate(frames)]
     chosen = [unpack_payload(c.packet)[0].motion_quality for c in coded[1:]]
     assert set(chosen) <= {3.0, 2.0, 1.0}
@@ -338,12 +339,47 @@ def test_motion_quality_search_keeps_the_cheapest_and_decodes_bit_exactly(sample
     costs = []
     for d in offsets:
         single = FrameEncoder(keyframe, 3.0, torch.device("cpu"), inter=inter, intra_period=0, scene_cuts=False,
-                              motion=MotionSearch(motion_offsets=(d,)))
+                              motion=MotionSearch(motion_offsets=(d,), blocks=()))
         one = [single.encode(f, i) for i, f in enumerate(frames[:2])][1]
         assert unpack_payload(one.packet)[0].motion_quality == 3.0 + d
         costs.append(single._rd_cost(one.packet, frame_to_tensor(one.recon), frame_to_tensor(frames[1])))
     best = offsets[min(range(len(offsets)), key=costs.__getitem__)]
     assert chosen[0] == 3.0 + best
+
+
+def test_block_vectors_code_exactly_and_damage_is_a_stream_error():
+    from vcodec.models.blocks import block_field, decode_vectors, encode_vectors
+
+    torch.manual_seed(1)
+    vectors = torch.randint(-300, 300, (2, 5, 7))
+    vectors[:, 3:] = 7  # runs of equal vectors cost one bit per component
+    data = encode_vectors(vectors)
+    assert torch.equal(decode_vectors(data, 5, 7), vectors)
+    with pytest.raises(vcodec.StreamError, match="block motion"):
+        decode_vectors(data[: len(data) // 2], 5, 7)
+    field = block_field(vectors, 4, 18, 30)  # cells past the frame repeat the edge cells
+    assert field.shape == (1, 2, 18, 30) and float(field[0, 0, 17, 29]) == vectors[0, 4, 6].item() / 8
+
+
+def test_block_motion_p_frames_decode_bit_exactly_beside_the_motion_codec(tmp_path, sample_frames):
+    """Block motion alone, and block motion as one more candidate of the search (the RD-cheapest kept),
+    with the shipped weights and their temporal prior: the decoder reproduces the encoder's frames, and
+    `info` reports each P-frame's motion."""
+    from vcodec.codec import MotionSearch
+
+    clip = write_clip(tmp_path / "b.mkv", [crop(f, 96, 64) for f in sample_frames[:4]])
+    for name, search in (("only", MotionSearch(motion_offsets=(), blocks=(4,))),
+                         ("mixed", MotionSearch(motion_offsets=(0.0, -1.0), blocks=(4, 8)))):
+        stream = tmp_path / f"{name}.lvc"
+        vcodec.encode(clip, stream, quality=3, intra_period=0, progress=False, scene_cuts=False, motion=search)
+        packets = vcodec.info(stream).packets[1:]
+        if name == "only":
+            assert all(p.get("motion_block") == 4 and "motion_quality" not in p for p in packets)
+        else:
+            assert all(p.get("motion_block") in (4, 8) or "motion_quality" in p for p in packets)
+        vcodec.decode(stream, tmp_path / f"{name}.y4m", device="cpu", verify=True, progress=False)
+    with pytest.raises(ValueError, match="at least one"):
+        MotionSearch(motion_offsets=(), blocks=())
 
 
 def test_motion_search_tracks_the_previous_choice_within_a_gop(sample_frames, inter_weights):
@@ -352,7 +388,7 @@ def test_motion_search_tracks_the_previous_choice_within_a_gop(sample_frames, in
     from vcodec.codec import FrameEncoder, MotionSearch
     from vcodec.zoo import load_inter, load_keyframe
 
-    search = MotionSearch(motion_offsets=(0.0, -1.0, -2.0))
+    search = MotionSearch(motion_offsets=(0.0, -1.0, -2.0), blocks=())
     assert search.candidates(None, 5) == [0, 1, 2]
     assert search.candidates(1, 1) == [1, 0] and search.candidates(1, 2) == [1, 2]
     assert search.candidates(0, 1) == [0, 1] and search.candidates(2, 2) == [2, 1]
@@ -470,6 +506,9 @@ def test_motion_evaluation_codes_real_bytes_and_sharpening_helps_the_warp(sample
     prev = crop(sample_frames[0], 64, 64)
     cur = YUVFrame(np.roll(prev.y, 2, axis=1).copy(), np.roll(prev.u, 1, axis=1).copy(),
                    np.roll(prev.v, 1, axis=1).copy())
-    row = measure_pair(inter, keyframe, prev, cur, 7.0, [1.0, 7.0], refine_steps=10)
+    row = measure_pair(inter, keyframe, prev, cur, 7.0, [1.0, 7.0], refine_steps=10, blocks=(4,), code=True)
     assert row["sharpened_db"] > row["network_db"]
     assert all(d["bpp"] > 0 and np.isfinite(d["db"]) for d in row["decoded"].values())
+    # Block motion on a 1-pixel (4:2:0 grid) shift: every cell finds it, so the warp beats the network's.
+    blocks = row["blocks"]["4"]
+    assert blocks["db"] > row["network_db"] and blocks["frame_bpp"] > blocks["bpp"] > 0

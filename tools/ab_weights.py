@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vcodec.codec import MotionSearch  # noqa: E402
+from vcodec.codec import KEYFRAME_OFFSET, MotionSearch  # noqa: E402
 from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, codec_source_digest, sha256_file  # noqa: E402
@@ -41,8 +41,10 @@ Side = tuple[str | None, str | None, int, MotionSearch, float]
 def _motion(args: argparse.Namespace, side: str) -> MotionSearch:
     default = MotionSearch()
     steps, offsets = getattr(args, f"flow_steps_{side}"), getattr(args, f"motion_offsets_{side}")
+    blocks = getattr(args, f"motion_blocks_{side}")
     return MotionSearch(default.flow_steps if steps is None else steps,
-                        tuple(offsets) if offsets else default.motion_offsets)
+                        tuple(offsets) if offsets is not None else default.motion_offsets,
+                        blocks=tuple(blocks) if blocks is not None else default.blocks)
 
 
 def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
@@ -101,11 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-offsets-a", type=float, nargs="+",
                     help="motion-codec quality offsets A's P-frames may use (default: the encoder's)")
     ap.add_argument("--motion-offsets-b", type=float, nargs="+", help="the same for B")
+    ap.add_argument("--motion-blocks-a", type=int, nargs="*",
+                    help="block motion cell sizes A's motion search tries too (default: the encoder's)")
+    ap.add_argument("--motion-blocks-b", type=int, nargs="*", help="the same for B")
     ap.add_argument("--flow-steps-a", type=int, help="flow sharpening steps for A's P-frames (default: the encoder's)")
     ap.add_argument("--flow-steps-b", type=int, help="the same for B")
-    ap.add_argument("--keyframe-offset-a", type=float, default=0.0,
-                    help="quality steps above the P-frames at which A codes keyframes (default 0)")
-    ap.add_argument("--keyframe-offset-b", type=float, default=0.0, help="the same for B")
+    ap.add_argument("--keyframe-offset-a", type=float, default=KEYFRAME_OFFSET,
+                    help=f"quality steps above the P-frames at which A codes keyframes (default {KEYFRAME_OFFSET:g})")
+    ap.add_argument("--keyframe-offset-b", type=float, default=KEYFRAME_OFFSET, help="the same for B")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
     ap.add_argument("--threads", type=int,
                     help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")

@@ -9,6 +9,16 @@ motion codec codes that field at each motion quality. Reports PSNR-YUV of the
 reference warped by the flow network's field, by the sharpened field and by the
 decoded field, and the motion latents' real coded bits per luma pixel. The gap
 between the sharpened and the decoded field is what the motion codec loses.
+
+With --blocks B ..., the same pairs are also predicted by block motion
+(vcodec.models.blocks, as the encoder searches and sends it): one vector per BxB
+cell of the 4:2:0 grid (2Bx2B luma pixels), fitted to the warping error from the
+sharpened field's cell means, in quarter luma pixels, with the real bytes of its
+median-predicted Exp-Golomb codes.
+
+With --code, each field (decoded or block) then predicts the P-frame through the
+P-frame codec's refinement and its residual codec codes the rest at the
+reference's quality: the frame's real bits (motion + residual) and PSNR-YUV.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from vcodec.color import frame_to_tensor, quantize_tensor  # noqa: E402
 from vcodec.metrics import yuv_mse  # noqa: E402
+from vcodec.models.blocks import block_field, encode_vectors, fit_block_motion, grid_shape  # noqa: E402
 from vcodec.models.flow import refine_flow  # noqa: E402
 from vcodec.models.hyperprior import PAD, pad_to  # noqa: E402
 from vcodec.models.inter import FLOW_SCALE, global_motion, motion_field  # noqa: E402
@@ -41,9 +52,20 @@ def psnr(a: torch.Tensor, b: torch.Tensor, height: int, width: int) -> float:
     return 10 * math.log10(1 / max(mse, 1e-12))
 
 
+def code_with(inter, x1: torch.Tensor, ref: torch.Tensor, field: torch.Tensor, quality: float, motion_bits: float,
+              luma_pixels: int, height: int, width: int) -> dict:
+    """The P-frame predicted with `field` and its residual coded at `quality`: total bpp and PSNR-YUV."""
+    pred = inter.predict(ref, field)
+    cond = inter._condition(pred)
+    residual = inter.residual.compress(x1 - pred, quality, cond=cond)
+    x_hat = pred + inter.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
+    bits = motion_bits + 8 * len(residual.substream())
+    return {"frame_bpp": bits / luma_pixels, "frame_db": psnr(x_hat, x1, height, width)}
+
+
 @torch.inference_mode()
 def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: list[float],
-                 refine_steps: int) -> dict:
+                 refine_steps: int, blocks: tuple[int, ...] = (), code: bool = False) -> dict:
     x0 = frame_to_tensor(prev)
     h, w = x0.shape[-2:]
     x0, x1 = pad_to(x0, PAD), pad_to(frame_to_tensor(cur), PAD)
@@ -60,7 +82,27 @@ def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: l
         field = inter.motion.synthesize(coded.y_hat, mq, *x1.shape[-2:]) * FLOW_SCALE + g
         row["decoded"][str(mq)] = {"bpp": 8 * len(coded.substream()) / luma_pixels,
                                    "db": psnr(inter.warp(ref, field), x1, h, w)}
+        if code:
+            row["decoded"][str(mq)].update(code_with(inter, x1, ref, field, quality, 8 * len(coded.substream()),
+                                                     luma_pixels, h, w))
+    row["blocks"] = {}
+    for block in blocks:  # as InterCodec.compress_blocks searches and sends it
+        vectors = fit_block_motion(x1, ref, sharp, inter.warp, block, *grid_shape(h, w, block))
+        field = block_field(vectors, block, *x1.shape[-2:])
+        bits = 8 * len(encode_vectors(vectors))
+        row["blocks"][str(block)] = {"bpp": bits / luma_pixels, "db": psnr(inter.warp(ref, field), x1, h, w)}
+        if code:
+            row["blocks"][str(block)].update(code_with(inter, x1, ref, field, quality, bits, luma_pixels, h, w))
     return row
+
+
+def describe(row: dict) -> str:
+    """One line's worth of a row's decoded and block fields."""
+    def one(d: dict) -> str:
+        text = f"{d['bpp']:.4f} bpp {d['db']:.2f} dB"
+        return text + (f" [frame {d['frame_bpp']:.4f} bpp {d['frame_db']:.2f} dB]" if "frame_bpp" in d else "")
+    return (" | " + "  ".join(f"mq{mq}: {one(d)}" for mq, d in row["decoded"].items())
+            + "".join(f" | block {b}: {one(d)}" for b, d in row["blocks"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qualities", nargs="*", type=float, default=[3.0, 6.0], help="keyframe (reference) qualities")
     ap.add_argument("--motion-qualities", nargs="*", type=float, default=[1.0, 3.0, 5.0, 7.0])
     ap.add_argument("--flow-steps", type=int, default=20, help="flow sharpening steps, as the encoder")
+    ap.add_argument("--blocks", nargs="*", type=int, default=[],
+                    help="also measure block motion with these cell sizes on the 4:2:0 grid (e.g. 4 8)")
+    ap.add_argument("--code", action="store_true",
+                    help="also code each P-frame with each field: the frame's real bits and PSNR-YUV")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -84,21 +130,22 @@ def main(argv: list[str] | None = None) -> int:
         for quality in args.qualities:
             for i in range(0, 2 * args.pairs - 1, 2):
                 row = measure_pair(inter, keyframe, frames[i], frames[i + 1], quality, args.motion_qualities,
-                                   args.flow_steps)
+                                   args.flow_steps, tuple(args.blocks), args.code)
                 rows.append({"quality": quality, "pair": i, **row})
-                decoded = "  ".join(f"mq{mq}: {d['bpp']:.4f} bpp {d['db']:.2f} dB" for mq, d in row["decoded"].items())
                 print(f"{clip.stem} q{quality:g} pair {i}->{i + 1}: network {row['network_db']:.2f} dB, "
-                      f"sharpened {row['sharpened_db']:.2f} dB | {decoded}", flush=True)
+                      f"sharpened {row['sharpened_db']:.2f} dB{describe(row)}", flush=True)
         report["clips"][clip.stem] = rows
-    means = {}
-    for mq in map(str, args.motion_qualities):
-        entries = [r["decoded"][mq] for rows in report["clips"].values() for r in rows]
-        means[mq] = {key: sum(e[key] for e in entries) / len(entries) for key in ("bpp", "db")}
     every = [r for rows in report["clips"].values() for r in rows]
+
+    def mean(entries: list[dict]) -> dict:
+        return {key: sum(e[key] for e in entries) / len(entries) for key in entries[0]}
+
     report["mean"] = {"network_db": sum(r["network_db"] for r in every) / len(every),
-                      "sharpened_db": sum(r["sharpened_db"] for r in every) / len(every), "decoded": means}
-    print("mean: network {network_db:.2f} dB, sharpened {sharpened_db:.2f} dB | ".format(**report["mean"])
-          + "  ".join(f"mq{mq}: {d['bpp']:.4f} bpp {d['db']:.2f} dB" for mq, d in means.items()))
+                      "sharpened_db": sum(r["sharpened_db"] for r in every) / len(every),
+                      **{kind: {k: mean([r[kind][k] for r in every]) for k in every[0][kind]}
+                         for kind in ("decoded", "blocks")}}
+    print("mean: network {network_db:.2f} dB, sharpened {sharpened_db:.2f} dB".format(**report["mean"])
+          + describe(report["mean"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

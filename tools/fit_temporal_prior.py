@@ -39,8 +39,9 @@ def count_clip(keyframe, inter: InterCodec, clip: Path, frames: int, quality: fl
     for index, frame in enumerate(source):
         z = encoder.encode(frame, index).z
         if z is not None and previous is not None:
-            counts[0].add(z[0], previous[0])
-            counts[1].add(z[1], previous[1])
+            for part in range(2):  # a block-motion P-frame has no motion hyper-latent
+                if z[part] is not None and previous[part] is not None:
+                    counts[part].add(z[part], previous[part])
             pairs += 1
         previous = z
     return pairs

@@ -320,14 +320,18 @@ class StreamInfo:
 def info(input: str | os.PathLike) -> StreamInfo:
     """Header, per-frame and per-GOP sizes of a stream (every packet is checked), with each packet's
     entropy-coded substream sizes where the format splits a frame into several (2.x, 3.x) and each P-frame's
-    motion quality."""
+    motion quality or block motion cell size."""
     with StreamReader(input) as reader:
         result = StreamInfo(Path(input), reader.header, reader.size)
         for packet in reader.packets():
             entry = {"frame": packet.frame_index, "type": FRAME_TYPES[packet.frame_type], "bytes": packet.size,
                      "quality": packet.quality, "substreams": substream_sizes(packet, reader.header.version)}
             if packet.frame_type == FRAME_P:
-                entry["motion_quality"] = unpack_payload(packet, reader.header.version)[0].motion_quality
+                side = unpack_payload(packet, reader.header.version)[0]
+                if side.block:
+                    entry["motion_block"] = side.block
+                else:
+                    entry["motion_quality"] = side.motion_quality
             result.packets.append(entry)
         if len(result.packets) != reader.header.frame_count:
             raise StreamError(

@@ -207,7 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.frames:
             for p in s.packets:
                 parts = " ".join(f"{name} {n}" for name, n in p["substreams"].items())
-                motion = f" (motion {p['motion_quality']:g})" if "motion_quality" in p else ""
+                motion = (f" (motion {p['motion_quality']:g})" if "motion_quality" in p
+                          else f" (block motion {p['motion_block']})" if "motion_block" in p else "")
                 print(f"    frame {p['frame']}: {p['type']} {p['bytes']} bytes quality {p['quality']:g}{motion}"
                       + (f" ({parts})" if parts else ""))
     return 0

@@ -23,6 +23,7 @@ from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
 from vcodec.metrics import yuv_mse
+from vcodec.models.blocks import decode_vectors, encode_vectors, grid_shape
 from vcodec.models.flow import REFINE_STEPS
 from vcodec.models.inter import HyperLatents, InterCodec, InterLatents
 from vcodec.models.keyframe import PAD, KeyframeCodec, pad_to
@@ -49,6 +50,11 @@ TEMPORAL_PRIOR_VERSION = (5, 0)
 # may set below the frame's quality (MotionSearch); before, the motion codec coded at the frame's.
 MOTION_QUALITY_VERSION = (6, 0)
 _MOTION_QUALITY = struct.Struct("<H")
+# From format 7.0 a P-frame says how its motion is sent: u8 0 = the motion codec's latents in the substream,
+# B > 0 = block motion with BxB cells of the 4:2:0 grid, its vectors (u32 length, then bytes) ahead of the
+# substream, which then holds only the residual codec's latents.
+BLOCK_MOTION_VERSION = (7, 0)
+_BLOCK = struct.Struct("<B")
 
 
 @dataclass(frozen=True)
@@ -62,16 +68,21 @@ class MotionSearch:
     varies from frame to frame. `track`: after a GOP's first P-frame, code only the previous frame's choice
     and one neighbouring offset (alternately the next lower and the next higher): the best offset drifts
     slowly within a shot, so this keeps nearly all of the search's gain for one coding fewer per frame.
+    `blocks`: cell sizes (4:2:0 grid) at which block motion (vcodec.models.blocks) is tried too, each one
+    more residual coding per frame; with no motion offsets, only block motion is used.
     Measured on the eval clips in docs/TRAINING.md.
     """
 
     flow_steps: int = REFINE_STEPS
     motion_offsets: tuple[float, ...] = (0.0, -1.0, -2.0)
     track: bool = True
+    blocks: tuple[int, ...] = (8, 16)
 
     def __post_init__(self) -> None:
-        if self.flow_steps < 0 or not self.motion_offsets:
-            raise ValueError("MotionSearch needs flow_steps >= 0 and at least one motion offset")
+        if self.flow_steps < 0 or not (self.motion_offsets or self.blocks):
+            raise ValueError("MotionSearch needs flow_steps >= 0 and at least one motion offset or block size")
+        if any(not 1 <= b <= 255 for b in self.blocks):
+            raise ValueError("MotionSearch block sizes run from 1 to 255")
 
     def candidates(self, previous: int | None, index: int) -> list[int]:
         """Indices into `motion_offsets` to code frame `index` with, given the previous P-frame's choice
@@ -85,7 +96,7 @@ class MotionSearch:
 
 # Quality steps between a GOP's keyframe and its P-frames at a fixed quality (docs/TRAINING.md).
 KEYFRAME_OFFSET = 1.0
-FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,))  # `vcodec encode --fast`
+FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,), blocks=())  # `vcodec encode --fast`
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
 
@@ -96,12 +107,17 @@ def pack_substreams(parts: list[bytes]) -> bytes:
 
 
 def pack_p_payload(global_motion: tuple[int, int], motion_quality: float, substream: bytes,
-                   version: tuple[int, int] = VERSION) -> bytes:
+                   version: tuple[int, int] = VERSION, block: int = 0, vectors: bytes = b"") -> bytes:
     """A P-frame payload: the global motion (two int16, 1/8 px) and, from format 6.0, the motion codec's
-    quality (u16, thousandths) ahead of its substream (before 6.0 the motion quality is the frame's)."""
+    quality (u16, thousandths) ahead of its substream (before 6.0 the motion quality is the frame's); from
+    7.0 the block size (0: no block motion) and block motion's vectors after them."""
     head = _GLOBAL_MOTION.pack(*global_motion)
     if version >= MOTION_QUALITY_VERSION:
         head += _MOTION_QUALITY.pack(quality_code(motion_quality))
+    if version >= BLOCK_MOTION_VERSION:
+        head += _BLOCK.pack(block) + (_LEN.pack(len(vectors)) + vectors if block else b"")
+    elif block:
+        raise ValueError(f"format {version} has no block motion")
     return head + substream
 
 
@@ -118,6 +134,20 @@ def unpack_payload(packet: Packet, version: tuple[int, int] = VERSION) -> tuple[
         if version >= MOTION_QUALITY_VERSION:
             (code,) = _MOTION_QUALITY.unpack_from(payload, _GLOBAL_MOTION.size)
             side.motion_quality = code / 1000
+        if version >= BLOCK_MOTION_VERSION:
+            if len(payload) < head + _BLOCK.size:
+                raise StreamError(f"frame {packet.frame_index}: payload ends inside the motion mode field")
+            (side.block,) = _BLOCK.unpack_from(payload, head)
+            head += _BLOCK.size
+            if side.block:
+                if len(payload) < head + _LEN.size:
+                    raise StreamError(f"frame {packet.frame_index}: payload ends inside the block motion length")
+                (n,) = _LEN.unpack_from(payload, head)
+                head += _LEN.size
+                if len(payload) < head + n:
+                    raise StreamError(f"frame {packet.frame_index}: block motion length {n} exceeds the payload")
+                side.vectors = payload[head:head + n]
+                head += n
         payload = payload[head:]
     if version >= (4, 0):
         return side, [payload]
@@ -150,10 +180,13 @@ def unpack_substreams(payload: bytes, count: int, frame_index: int) -> list[byte
 
 @dataclass
 class SideInfo:
-    """A P-frame's exactly coded side information: global motion (1/8 px) and the motion codec's quality."""
+    """A P-frame's exactly coded side information: global motion (1/8 px), the motion codec's quality and,
+    with block motion (format 7), the cell size and the coded vectors."""
 
     global_motion: tuple[int, int]
     motion_quality: float
+    block: int = 0
+    vectors: bytes = b""
 
 
 @dataclass
@@ -261,6 +294,12 @@ class FrameEncoder:
         lat = self.inter.compress(x, self.reference, quality, effort, self._z_prev, motion_quality, flow)
         return Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, motion_quality, lat.substream())), lat
 
+    def _code_blocks(self, x: torch.Tensor, index: int, quality: float, block: int, flow: torch.Tensor,
+                     effort: int) -> tuple[Packet, InterLatents]:
+        lat = self.inter.compress_blocks(x, self.reference, quality, block, flow, effort, self._z_prev)
+        payload = pack_p_payload((0, 0), quality, lat.substream(), block=block, vectors=encode_vectors(lat.vectors))
+        return Packet(FRAME_P, index, quality, payload), lat
+
     def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor, quality: float | None = None) -> float:
         """Bits plus λ-weighted distortion, λ that of `quality` (default the packet's): candidates for one
         frame are compared at the same λ even when coded at different qualities."""
@@ -294,18 +333,28 @@ class FrameEncoder:
         motion_qualities: dict[float, int] = {}  # quality -> offset index (offsets may clamp to the same quality)
         for j in self.motion.candidates(self._motion_choice, index):
             motion_qualities.setdefault(stream_quality(max(0.0, quality + self.motion.motion_offsets[j])), j)
-        if len(motion_qualities) > 1:
+        # Each way of sending the motion: (False, motion codec quality) or (True, block size).
+        options = [(False, m) for m in motion_qualities] + [(True, b) for b in self.motion.blocks]
+
+        def code(option: tuple[bool, float], effort: int) -> tuple[Packet, InterLatents]:
+            blocks, value = option
+            if blocks:
+                return self._code_blocks(x, index, quality, int(value), flow, effort)
+            return self._code_inter(x, index, quality, value, flow, effort)
+
+        if len(options) > 1:
             costs = {}
-            for motion_quality in motion_qualities:
-                packet, lat = self._code_inter(x, index, quality, motion_quality, flow, effort=0)
-                costs[motion_quality] = (self._rd_cost(packet, lat.x_hat.clamp(0, 1), x), packet, lat)
-            motion_quality = min(costs, key=lambda m: costs[m][0])
-            _, packet, lat = costs[motion_quality]
+            for option in options:
+                packet, lat = code(option, 0)
+                costs[option] = (self._rd_cost(packet, lat.x_hat.clamp(0, 1), x), packet, lat)
+            option = min(costs, key=lambda o: costs[o][0])
+            _, packet, lat = costs[option]
         else:
-            motion_quality = next(iter(motion_qualities))
-        self._motion_choice = motion_qualities[motion_quality]
-        if self.effort > 0 or len(motion_qualities) == 1:
-            packet, lat = self._code_inter(x, index, quality, motion_quality, flow, self.effort)
+            option = options[0]
+        if not option[0]:
+            self._motion_choice = motion_qualities[option[1]]
+        if self.effort > 0 or len(options) == 1:
+            packet, lat = code(option, self.effort)
         if self.rate is not None:
             real = 8 * (packet.size + INDEX_ENTRY_BYTES)
             target = self.rate.target()
@@ -346,8 +395,10 @@ class FrameDecoder:
             if self.inter is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame but no inter model is loaded")
             if len(parts) == 1:
-                motion_y, residual_y, z = self.inter.parse_frame(parts[0], *size, self._z_prev)
+                motion_y, residual_y, z = self.inter.parse_frame(parts[0], *size, self._z_prev, bool(side.block))
                 self._z_prev = z if self.temporal else None
+                if side.block:
+                    motion_y = decode_vectors(side.vectors, *grid_shape(*size, side.block))
                 return ParsedFrame(side, [motion_y, residual_y])
             return ParsedFrame(side, list(self.inter.parse_substreams(*parts, *size, self.framed)))
         except (EntropyDecodeError, ExactnessError) as exc:  # garbage symbols can overflow the exact arithmetic
@@ -362,8 +413,12 @@ class FrameDecoder:
             assert self.inter is not None
             if self.reference is None:
                 raise StreamError(f"frame {packet.frame_index}: P-frame without a preceding keyframe")
-            x_hat = self.inter.reconstruct(parsed.side.global_motion, *latents, self.reference, packet.quality,
-                                           parsed.side.motion_quality).clamp(0, 1)
+            if parsed.side.block:  # latents: block motion's vectors, the residual latent
+                x_hat = self.inter.reconstruct_blocks(latents[0], parsed.side.block, latents[1], self.reference,
+                                                      packet.quality).clamp(0, 1)
+            else:
+                x_hat = self.inter.reconstruct(parsed.side.global_motion, *latents, self.reference, packet.quality,
+                                               parsed.side.motion_quality).clamp(0, 1)
         frame = tensor_to_frame(x_hat, self.width, self.height)
         if self.inter is not None:
             self.reference = frame_to_tensor(frame).to(self.device)

@@ -19,11 +19,12 @@ from typing import BinaryIO
 from vcodec.errors import StreamError
 
 MAGIC = b"\x89LVC\r\n\x1a\n"
-VERSION = (6, 0)  # (major, minor): a reader accepts the majors in READABLE and any minor
+VERSION = (7, 0)  # (major, minor): a reader accepts the majors in READABLE and any minor
 # 2.x, 3.x and 4.x differ only in how a packet's entropy-coded groups are split into substreams; 5.x codes a
 # P-frame's hyper-latents under the temporal prior when the inter weights carry one; 6.x P-frames carry the
-# motion codec's own quality (vcodec.codec)
-READABLE = (2, 3, 4, 5, 6)
+# motion codec's own quality; 7.x P-frames may carry block motion instead of the motion codec's latents
+# (vcodec.codec)
+READABLE = (2, 3, 4, 5, 6, 7)
 # Minor versions only append fields to the header body; readers ignore what they do not know.
 END_MAGIC = b"LVC-END!"
 PACKET_SYNC = b"PK"

@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from vcodec.entropy import coder
 from vcodec.layers import conv
+from vcodec.models.blocks import block_field, fit_block_motion, grid_shape
 from vcodec.models.conditional import ConditionalHyperprior
 from vcodec.models.flow import FlowNet, refine_flow, warp, warp_yuv420
 from vcodec.models.hyperprior import (
@@ -104,18 +105,21 @@ HyperLatents = tuple[torch.Tensor, torch.Tensor]
 class InterLatents:
     global_motion: tuple[int, int]  # (dx, dy) in 1/8 px
     motion_quality: float  # the motion codec's quality index
-    motion: Latents
+    motion: Latents | None  # None with block motion
     residual: Latents
     x_hat: torch.Tensor  # reconstruction, unclamped, padded size
+    block: int = 0  # block motion's cell size on the 4:2:0 grid; 0: the motion codec's field
+    vectors: torch.Tensor | None = None  # block motion's (2, rows, cols) vectors (vcodec.models.blocks)
 
     def substream(self) -> bytes:
-        """Both latents' coding groups in one substream, motion first: what `InterCodec.parse` reads."""
-        return coder.encode_groups(self.motion.groups + self.residual.groups)
+        """The latents' coding groups in one substream, motion first: what `InterCodec.parse` reads."""
+        return coder.encode_groups((self.motion.groups if self.motion else []) + self.residual.groups)
 
     @property
     def z(self) -> HyperLatents:
-        """The motion and residual hyper-latents, which the next P-frame's temporal prior is conditioned on."""
-        return self.motion.z, self.residual.z
+        """The motion and residual hyper-latents, which the next P-frame's temporal prior is conditioned on
+        (no motion hyper-latent with block motion)."""
+        return self.motion.z if self.motion else None, self.residual.z
 
 
 class InterCodec(RateLadder, nn.Module):
@@ -209,15 +213,32 @@ class InterCodec(RateLadder, nn.Module):
         motion = self.motion.compress((flow - g) * (1 / FLOW_SCALE), motion_quality, z_prev=motion_z_prev)
         gm = (int(units[0, 0]), int(units[0, 1]))
         pred = self._prediction(gm, motion.y_hat, refp, motion_quality)
+        residual, x_hat = self._code_residual(xp, pred, quality, effort, residual_z_prev)
+        return InterLatents(gm, motion_quality, motion, residual, x_hat[:, :, :h, :w])
+
+    @torch.inference_mode()
+    def compress_blocks(self, x: torch.Tensor, ref: torch.Tensor, quality: float, block: int, flow: torch.Tensor,
+                        effort: int = 0, z_prev: HyperLatents | None = None) -> InterLatents:
+        """`compress` with block motion instead of the motion codec: one vector per block x block cell,
+        searched from `flow` (`estimate_motion(x, ref)`) and sent exactly (vcodec.models.blocks)."""
+        h, w = x.shape[-2:]
+        xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
+        vectors = fit_block_motion(xp, refp, flow, self.warp, block, *grid_shape(h, w, block))
+        pred = self.predict(refp, block_field(vectors, block, *xp.shape[-2:]).to(xp.device))
+        residual, x_hat = self._code_residual(xp, pred, quality, effort, z_prev[1] if z_prev else None)
+        return InterLatents((0, 0), quality, None, residual, x_hat[:, :, :h, :w], block, vectors)
+
+    def _code_residual(self, xp: torch.Tensor, pred: torch.Tensor, quality: float, effort: int,
+                       z_prev: torch.Tensor | None) -> tuple[Latents, torch.Tensor]:
+        """The residual codec's part of a P-frame: its latents and the reconstruction (padded size)."""
         cond = self._condition(pred)
         target = xp - pred
         y0 = self.residual.analysis(target, cond)
         if effort > 0:
-            lmbda = float(self.lmbda(self.residual.quality_tensor(quality, x.device)))
+            lmbda = float(self.lmbda(self.residual.quality_tensor(quality, xp.device)))
             y0 = refine_latent(self.residual, target, y0, quality, lmbda, effort, cond=cond)
-        residual = self.residual.compress(target, quality, y0, cond=cond, z_prev=residual_z_prev)
-        x_hat = pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
-        return InterLatents(gm, motion_quality, motion, residual, x_hat[:, :, :h, :w])
+        residual = self.residual.compress(target, quality, y0, cond=cond, z_prev=z_prev)
+        return residual, pred + self.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
 
     @torch.inference_mode()
     def estimate_motion(self, x: torch.Tensor, ref: torch.Tensor, refine_steps: int = 0) -> torch.Tensor:
@@ -242,12 +263,14 @@ class InterCodec(RateLadder, nn.Module):
 
     @torch.inference_mode()
     def parse_frame(self, data: bytes, height: int, width: int, z_prev: HyperLatents | None = None,
-                    ) -> tuple[torch.Tensor, torch.Tensor, HyperLatents]:
+                    block_motion: bool = False) -> tuple[torch.Tensor | None, torch.Tensor, HyperLatents]:
         """`parse`, the hyper-latents under the temporal prior given the previous P-frame's (`z_prev`, format
-        5), also returning this frame's hyper-latents for the next."""
+        5), also returning this frame's hyper-latents for the next; with `block_motion` (format 7) the
+        substream holds only the residual codec's latents (motion latent and hyper-latent None)."""
         reader = coder.PartDecoder(data)
         motion_z_prev, residual_z_prev = z_prev if z_prev is not None else (None, None)
-        motion_z, motion_y = self.motion.parse_latent(reader, height, width, motion_z_prev)
+        motion_z, motion_y = (None, None) if block_motion else self.motion.parse_latent(reader, height, width,
+                                                                                          motion_z_prev)
         residual_z, residual_y = self.residual.parse_latent(reader, height, width, residual_z_prev)
         return motion_y, residual_y, (motion_z, residual_z)
 
@@ -264,13 +287,24 @@ class InterCodec(RateLadder, nn.Module):
                     ref: torch.Tensor, quality: float, motion_quality: float | None = None) -> torch.Tensor:
         """Global motion + parsed latents + reference -> reconstruction (unclamped), the size of ref;
         `motion_quality` defaults to `quality` (streams before format 6.0)."""
-        h, w = ref.shape[-2:]
         refp = pad_to(ref, PAD)
         motion_quality = quality if motion_quality is None else motion_quality
         pred = self._prediction(global_motion, motion_y_hat.to(ref.device), refp, motion_quality)
-        x_hat = pred + self.residual.synthesize(residual_y_hat.to(ref.device), quality, *pred.shape[-2:],
+        return self._add_residual(pred, residual_y_hat, quality, *ref.shape[-2:])
+
+    @torch.inference_mode()
+    def reconstruct_blocks(self, vectors: torch.Tensor, block: int, residual_y_hat: torch.Tensor, ref: torch.Tensor,
+                           quality: float) -> torch.Tensor:
+        """`reconstruct` for a P-frame with block motion: its vectors, its residual latent and the reference."""
+        refp = pad_to(ref, PAD)
+        pred = self.predict(refp, block_field(vectors, block, *refp.shape[-2:]).to(ref.device))
+        return self._add_residual(pred, residual_y_hat, quality, *ref.shape[-2:])
+
+    def _add_residual(self, pred: torch.Tensor, residual_y_hat: torch.Tensor, quality: float, height: int,
+                      width: int) -> torch.Tensor:
+        x_hat = pred + self.residual.synthesize(residual_y_hat.to(pred.device), quality, *pred.shape[-2:],
                                                 cond=self._condition(pred))
-        return x_hat[:, :, :h, :w]
+        return x_hat[:, :, :height, :width]
 
     def decompress(self, global_motion: tuple[int, int], data: bytes, ref: torch.Tensor,
                    quality: float, motion_quality: float | None = None) -> torch.Tensor:
