@@ -55,10 +55,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor, height: int, width: int) -> float:
 def code_with(inter, x1: torch.Tensor, ref: torch.Tensor, field: torch.Tensor, quality: float, motion_bits: float,
               luma_pixels: int, height: int, width: int) -> dict:
     """The P-frame predicted with `field` and its residual coded at `quality`: total bpp and PSNR-YUV."""
-    pred = inter.predict(ref, field)
-    cond = inter._condition(pred)
-    residual = inter.residual.compress(x1 - pred, quality, cond=cond)
-    x_hat = pred + inter.residual.synthesize(residual.y_hat, quality, *pred.shape[-2:], cond=cond)
+    residual, x_hat = inter._code_residual(x1, inter.predict(ref, field), quality, effort=0, z_prev=None)
     bits = motion_bits + 8 * len(residual.substream())
     return {"frame_bpp": bits / luma_pixels, "frame_db": psnr(x_hat, x1, height, width)}
 

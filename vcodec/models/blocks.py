@@ -30,13 +30,17 @@ def grid_shape(height: int, width: int, block: int) -> tuple[int, int]:
     return math.ceil(height / block), math.ceil(width / block)
 
 
-def block_field(units: torch.Tensor, block: int, height: int, width: int) -> torch.Tensor:
-    """(2, rows, cols) integer vectors -> (1, 2, height, width) flow in pixels of the 4:2:0 grid; cells past
-    the covered frame (padding) repeat the edge cells."""
-    rows, cols = units.shape[-2:]
-    field = units.double().div(VECTOR_UNIT).float()[None]
-    field = F.pad(field, (0, math.ceil(width / block) - cols, 0, math.ceil(height / block) - rows), mode="replicate")
+def _expand(cells: torch.Tensor, block: int, height: int, width: int) -> torch.Tensor:
+    """(1, 2, rows, cols) cell vectors -> (1, 2, height, width), each constant over its cell; cells past the
+    covered frame (padding) repeat the edge cells."""
+    rows, cols = cells.shape[-2:]
+    field = F.pad(cells, (0, math.ceil(width / block) - cols, 0, math.ceil(height / block) - rows), mode="replicate")
     return field.repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)[..., :height, :width]
+
+
+def block_field(units: torch.Tensor, block: int, height: int, width: int) -> torch.Tensor:
+    """(2, rows, cols) integer vectors -> (1, 2, height, width) flow in pixels of the 4:2:0 grid."""
+    return _expand(units.double().div(VECTOR_UNIT).float()[None], block, height, width)
 
 
 def fit_block_motion(cur: torch.Tensor, ref: torch.Tensor, start: torch.Tensor, warp_fn, block: int,
@@ -50,9 +54,7 @@ def fit_block_motion(cur: torch.Tensor, ref: torch.Tensor, start: torch.Tensor, 
         vectors = vectors.contiguous().requires_grad_(True)
         optimizer = torch.optim.Adam([vectors], lr=FIT_STEP_SIZE)
         for _ in range(steps):
-            field = F.pad(vectors, (0, math.ceil(width / block) - cols, 0, math.ceil(height / block) - rows),
-                          mode="replicate")
-            field = field.repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)[..., :height, :width]
+            field = _expand(vectors, block, height, width)
             (vectors.grad,) = torch.autograd.grad(yuv_mse(warp_fn(ref, field), cur).sum(), [vectors])
             optimizer.step()
     units = torch.round(vectors.detach()[0] * VECTOR_UNIT).long()
