@@ -447,6 +447,26 @@ def test_training_pass_codes_the_sharpened_field_and_still_trains_the_flow_netwo
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.flow_net.parameters())
 
 
+def test_block_motion_training_pass_predicts_as_the_encoder_codes(sample_frames):
+    """`block` in the training pass: the same search, vectors and prediction as `compress_blocks`, their exact
+    size as the motion bits, and no gradient to the motion codec or the flow network."""
+    from vcodec.color import frame_to_tensor
+    from vcodec.models.blocks import block_field, encode_vectors
+
+    torch.manual_seed(0)
+    model = InterCodec(InterConfig(**{**TINY.__dict__, "luma_warp": True}))
+    ref, x = (frame_to_tensor(crop(f, 64, 64)) for f in sample_frames[:2])
+    out = model(x, ref, torch.tensor([3.0]), refine_steps=3, block=8)
+    model.update_tables()
+    lat = model.compress_blocks(x, ref, 3.0, 8, model.estimate_motion(x, ref, 3))
+    assert torch.equal(out["motion_bits"], torch.tensor([8.0 * len(encode_vectors(lat.vectors))]))
+    with torch.no_grad():
+        assert torch.allclose(out["prediction"], model.predict(ref, block_field(lat.vectors, 8, 32, 32)), atol=1e-6)
+    (sum(lik.log().sum() for lik in out["likelihoods"]) + out["x_hat"].sum()).backward()
+    assert all(p.grad is None for p in [*model.motion.parameters(), *model.flow_net.parameters()])
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.refine.parameters())
+
+
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():
     from vcodec.codec import unpack_payload
     from vcodec.errors import StreamError

@@ -67,6 +67,32 @@ def test_effort_streams_decode_bit_exactly(tmp_path, sample_frames, conditional)
     vcodec.decode(refined, tmp_path / "out.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
 
 
+def test_effort_recodes_the_chosen_block_motion_without_searching_again(tmp_path, sample_frames, monkeypatch):
+    """With `effort`, the frame is coded twice (choice, then refined); the block search runs once per block size
+    and frame, and the stream still decodes exactly."""
+    import vcodec.models.inter as inter
+    from vcodec.codec import MotionSearch
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[4])
+        return fit(*args, **kwargs)
+
+    fit = inter.fit_block_motion
+    monkeypatch.setattr(inter, "fit_block_motion", counted)
+    torch.manual_seed(0)
+    weights = tmp_path / "inter.pt"
+    tiny = InterConfig(motion_n=16, motion_m=16, residual_n=16, residual_m=16, refine_width=16, flow_width=16)
+    save_weights(weights, InterCodec(tiny).eval(), {"note": "test model"})
+    clip = write_clip(tmp_path / "clip.mkv", [crop(f, 96, 64) for f in sample_frames[:3]])
+    stream = tmp_path / "blocks.lvc"
+    vcodec.encode(clip, stream, quality=2, intra_period=0, inter_weights=weights, progress=False, scene_cuts=False,
+                  effort=2, motion=MotionSearch(motion_offsets=(), blocks=(4, 8)))
+    assert sorted(calls) == [4, 4, 8, 8]
+    vcodec.decode(stream, tmp_path / "out.y4m", device="cpu", verify=True, inter_weights=weights, progress=False)
+
+
 def test_negative_effort_is_a_user_error(tmp_path, small_clip):
     with pytest.raises(vcodec.UserError, match="effort"):
         vcodec.encode(small_clip, tmp_path / "x.lvc", effort=-1, progress=False)

@@ -295,8 +295,8 @@ class FrameEncoder:
         return Packet(FRAME_P, index, quality, pack_p_payload(lat.global_motion, motion_quality, lat.substream())), lat
 
     def _code_blocks(self, x: torch.Tensor, index: int, quality: float, block: int, flow: torch.Tensor,
-                     effort: int) -> tuple[Packet, InterLatents]:
-        lat = self.inter.compress_blocks(x, self.reference, quality, block, flow, effort, self._z_prev)
+                     effort: int, vectors: torch.Tensor | None = None) -> tuple[Packet, InterLatents]:
+        lat = self.inter.compress_blocks(x, self.reference, quality, block, flow, effort, self._z_prev, vectors)
         payload = pack_p_payload((0, 0), quality, lat.substream(), block=block, vectors=encode_vectors(lat.vectors))
         return Packet(FRAME_P, index, quality, payload), lat
 
@@ -336,10 +336,14 @@ class FrameEncoder:
         # Each way of sending the motion: (False, motion codec quality) or (True, block size).
         options = [(False, m) for m in motion_qualities] + [(True, b) for b in self.motion.blocks]
 
+        searched: dict[int, torch.Tensor] = {}  # block size -> its vectors: the search runs once per frame
+
         def code(option: tuple[bool, float], effort: int) -> tuple[Packet, InterLatents]:
             blocks, value = option
             if blocks:
-                return self._code_blocks(x, index, quality, int(value), flow, effort)
+                packet, lat = self._code_blocks(x, index, quality, int(value), flow, effort, searched.get(int(value)))
+                searched[int(value)] = lat.vectors
+                return packet, lat
             return self._code_inter(x, index, quality, value, flow, effort)
 
         if len(options) > 1:

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from vcodec.entropy import coder
 from vcodec.layers import conv
-from vcodec.models.blocks import block_field, fit_block_motion, grid_shape
+from vcodec.models.blocks import block_field, encode_vectors, fit_block_motion, grid_shape
 from vcodec.models.conditional import ConditionalHyperprior
 from vcodec.models.flow import FlowNet, refine_flow, warp, warp_yuv420
 from vcodec.models.hyperprior import (
@@ -155,13 +155,17 @@ class InterCodec(RateLadder, nn.Module):
 
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
-                refine_steps: int = 0) -> dict[str, torch.Tensor]:
+                refine_steps: int = 0, block: int = 0) -> dict[str, torch.Tensor]:
         """Training pass on padded tensors (sizes divisible by 32).
 
         `refine_steps` > 0 sharpens the flow as the encoder does (`estimate_motion`), so the motion codec,
         the refinement network and the residual codec learn on the fields they are given at coding time.
         The sharpening enters as a constant offset: the flow network still receives the loss's gradient.
+        `block` > 0 sends the motion as block vectors instead (`compress_blocks`); "motion_bits" is then their
+        exact size, a constant to the loss, and the motion networks receive no gradient.
         """
+        if block > 0:
+            return self._forward_blocks(x, ref, q, refine_steps, block)
         # Motion estimation is the encoder's search: under error-propagation-aware training
         # (vcodec.training.inter) the reference carries gradients, which do not flow through the search.
         flow = self.flow_net(x, ref.detach())
@@ -176,6 +180,25 @@ class InterCodec(RateLadder, nn.Module):
             "x_hat": pred + r["x_hat"],
             "prediction": pred,
             "likelihoods": [m["y_likelihood"], m["z_likelihood"], r["y_likelihood"], r["z_likelihood"]],
+        }
+
+    def _forward_blocks(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor, refine_steps: int,
+                        block: int) -> dict[str, torch.Tensor]:
+        """`forward` with block motion: the encoder's search per sample, then prediction and residual coding."""
+        height, width = x.shape[-2:]
+        with torch.no_grad():
+            start = refine_flow(x, ref, self.flow_net(x, ref.detach()), self.warp, steps=refine_steps)
+        vectors = [fit_block_motion(x[i:i + 1], ref[i:i + 1], start[i:i + 1], self.warp, block,
+                                    *grid_shape(height, width, block)) for i in range(x.shape[0])]
+        flow_hat = torch.cat([block_field(v, block, height, width) for v in vectors]).to(x.device)
+        pred = self.predict(ref, flow_hat)
+        r = self.residual(x - pred, q, self._condition(pred))
+        motion_bits = torch.tensor([8.0 * len(encode_vectors(v)) for v in vectors], device=x.device)
+        return {
+            "x_hat": pred + r["x_hat"],
+            "prediction": pred,
+            "likelihoods": [r["y_likelihood"], r["z_likelihood"]],
+            "motion_bits": motion_bits,
         }
 
     # ------------------------------------------------------------------- coding
@@ -218,12 +241,15 @@ class InterCodec(RateLadder, nn.Module):
 
     @torch.inference_mode()
     def compress_blocks(self, x: torch.Tensor, ref: torch.Tensor, quality: float, block: int, flow: torch.Tensor,
-                        effort: int = 0, z_prev: HyperLatents | None = None) -> InterLatents:
+                        effort: int = 0, z_prev: HyperLatents | None = None,
+                        vectors: torch.Tensor | None = None) -> InterLatents:
         """`compress` with block motion instead of the motion codec: one vector per block x block cell,
-        searched from `flow` (`estimate_motion(x, ref)`) and sent exactly (vcodec.models.blocks)."""
+        searched from `flow` (`estimate_motion(x, ref)`) and sent exactly (vcodec.models.blocks);
+        `vectors`: the search's result for this frame and block size, when already computed."""
         h, w = x.shape[-2:]
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
-        vectors = fit_block_motion(xp, refp, flow, self.warp, block, *grid_shape(h, w, block))
+        if vectors is None:
+            vectors = fit_block_motion(xp, refp, flow, self.warp, block, *grid_shape(h, w, block))
         pred = self.predict(refp, block_field(vectors, block, *xp.shape[-2:]).to(xp.device))
         residual, x_hat = self._code_residual(xp, pred, quality, effort, z_prev[1] if z_prev else None)
         return InterLatents((0, 0), quality, None, residual, x_hat[:, :, :h, :w], block, vectors)

@@ -142,6 +142,13 @@ def motion_warp_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tens
                   "sharp_psnr": float((-10 * torch.log10(sharp)).mean())}
 
 
+def sample_blocks(frames: int, choices: list[int], step: int, seed: int) -> list[int]:
+    """Each P-frame's way of sending motion for one training step, uniform over `choices` (0: the motion
+    codec, B: block motion with BxB cells), drawn from the step so that a resumed run draws the same."""
+    g = torch.Generator().manual_seed(seed * 5_000_011 + step + 1)
+    return [choices[int(i)] for i in torch.randint(len(choices), (frames,), generator=g)]
+
+
 @torch.no_grad()
 def keyframe_reference(keyframe: KeyframeCodec, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """The frozen keyframe codec's reconstruction, as the decoder would hold it (8-bit)."""
@@ -163,17 +170,18 @@ def _bits(likelihoods: list[torch.Tensor]) -> torch.Tensor:
 
 
 def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q: torch.Tensor,
-               mc_weight: float = 0.0, forward: torch.nn.Module | None = None,
-               refine_steps: int = 0, propagate: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+               mc_weight: float = 0.0, refine_steps: int = 0, propagate: bool = False,
+               blocks: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Rate-distortion loss over the P-frames of `seq` (B, 1 + K, 6, h, w); frame 0 is the keyframe.
 
     Each P-frame is predicted from the previous reconstruction, rounded to 8 bits
     as the decoder holds it (`reference`; `propagate` lets gradients through it).
     `mc_weight` adds the motion-compensated prediction's distortion, which speeds
     up the first steps of training. `refine_steps`: the encoder's flow sharpening
-    (InterCodec.forward).
+    (InterCodec.forward). `blocks`: how each P-frame sends its motion, one entry per
+    frame (0: the motion codec; B > 0: block motion with BxB cells), as the
+    encoder chooses between them frame by frame.
     """
-    forward = forward or model
     ref = keyframe_reference(keyframe, seq[:, 0], q)
     lam = model.lmbda(q) * 255**2
     luma_pixels = seq.shape[-1] * seq.shape[-2] * 4
@@ -181,8 +189,9 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
     frames = seq.shape[1] - 1
     for t in range(1, seq.shape[1]):
         x = seq[:, t]
-        out = forward(x, ref, q, refine_steps=refine_steps)
-        bpp = _bits(out["likelihoods"]) / luma_pixels
+        block = blocks[t - 1] if blocks else 0
+        out = model(x, ref, q, refine_steps=refine_steps, block=block)
+        bpp = (_bits(out["likelihoods"]) + out.get("motion_bits", 0.0)) / luma_pixels
         mse = yuv_mse(out["x_hat"].float(), x)
         loss = lam * mse + bpp
         if mc_weight > 0:
@@ -192,3 +201,17 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
         psnr_sum += float((10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))).mean())
         ref = reference(out["x_hat"], propagate)
     return total, {"bpp": bpp_sum / frames, "psnr_yuv": psnr_sum / frames}
+
+
+class ChainLoss(torch.nn.Module):
+    """`inter_loss` as one module call: under torchrun, DistributedDataParallel wraps this, so a step's whole
+    chain is one forward pass whose graph it can search for parameters left out of the loss (a chain of
+    block-motion P-frames never uses the motion codec) and one backward pass that averages the gradients."""
+
+    def __init__(self, model: InterCodec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, keyframe: KeyframeCodec, seq: torch.Tensor, q: torch.Tensor,
+                **options) -> tuple[torch.Tensor, dict[str, float]]:
+        return inter_loss(self.model, keyframe, seq, q, **options)

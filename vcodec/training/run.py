@@ -23,7 +23,7 @@ import torch.distributed as dist
 from vcodec.models.inter import InterCodec, InterConfig
 from vcodec.models.keyframe import KeyframeCodec, KeyframeConfig
 from vcodec.training.data import CropSampler, load_clips, load_images, load_video_frames
-from vcodec.training.inter import flow_loss, inter_loss, motion_loss, motion_warp_loss
+from vcodec.training.inter import ChainLoss, flow_loss, motion_loss, motion_warp_loss, sample_blocks
 from vcodec.training.keyframe import rd_loss, sample_quality
 from vcodec.training.trainer import Schedule, Trainer
 from vcodec.training.validate import KeyframeValidator
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
     trainer = Trainer(model, run_dir, schedule, clip=train_cfg.get("clip", 1.0), ema_decay=train_cfg.get("ema", 0.999),
                       checkpoint_minutes=train_cfg.get("checkpoint_minutes", 10.0), rank=rank, world=world,
-                      lr_scale=train_cfg.get("lr_scale"))
+                      lr_scale=train_cfg.get("lr_scale"), find_unused=any(train_cfg.get("block_motion", [])),
+                      module=ChainLoss(model) if stage in ("inter", "inter_multi") else None)
     if trainer.resume():
         if rank == 0:
             print(f"resumed {run_dir} at step {trainer.step}", file=sys.stderr)
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         keyframe = load_keyframe(cfg.get("keyframe_weights"), device).model
         keyframe.requires_grad_(False)
     mc_weight, mc_steps = float(train_cfg.get("mc_weight", 0.0)), int(train_cfg.get("mc_steps", 1))
+    block_choices = [int(b) for b in train_cfg.get("block_motion", [])]  # per P-frame: 0 motion codec, B blocks
 
     def losses(step: int):
         q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
@@ -208,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             return flow_loss(model, x, step, seed, float(train_cfg.get("photometric_weight", 10.0)))
         if stage == "motion_warp":
             return motion_warp_loss(model, keyframe, x, q, int(train_cfg.get("flow_refine_steps", 20)))
-        return inter_loss(model, keyframe, x, q, mc_weight * max(0.0, 1 - step / mc_steps), forward,
-                          int(train_cfg.get("flow_refine_steps", 0)), bool(train_cfg.get("propagate", False)))
+        blocks = sample_blocks(frames - 1, block_choices, step * world + rank, seed) if block_choices else None
+        return forward(keyframe, x, q, mc_weight=mc_weight * max(0.0, 1 - step / mc_steps),
+                       refine_steps=int(train_cfg.get("flow_refine_steps", 0)),
+                       propagate=bool(train_cfg.get("propagate", False)), blocks=blocks)
 
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.startswith("cuda"))
     if bf16 and device == "cpu" and not cpu_has_bf16():

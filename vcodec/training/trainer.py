@@ -68,11 +68,16 @@ class Trainer:
 
     def __init__(self, model: nn.Module, run_dir: str | os.PathLike, schedule: Schedule,
                  clip: float = 1.0, ema_decay: float = 0.999, checkpoint_minutes: float = 10.0,
-                 rank: int = 0, world: int = 1, lr_scale: dict[str, float] | None = None):
+                 rank: int = 0, world: int = 1, lr_scale: dict[str, float] | None = None,
+                 find_unused: bool = False, module: nn.Module | None = None):
         self.model = model
         self.rank, self.world = rank, world
-        # Under torchrun, forward through DDP so gradients are averaged across replicas.
-        self.forward_module = DistributedDataParallel(model) if world > 1 else model
+        # Under torchrun, forward through DDP so gradients are averaged across replicas. `module`: what a step
+        # calls, when not the model itself (a loss module holding it); `find_unused`: some steps leave
+        # parameters out of the loss (block-motion P-frames skip the motion codec).
+        module = model if module is None else module
+        self.forward_module = DistributedDataParallel(module, find_unused_parameters=find_unused) if world > 1 \
+            else module
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.schedule = schedule
