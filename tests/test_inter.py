@@ -151,6 +151,20 @@ def test_keyframe_offset_codes_gop_keyframes_above_the_p_frames(tmp_path, gop_cl
     assert {p["quality"] for p in vcodec.info(intra).packets} == {2.5}
 
 
+def test_p_offsets_cycle_the_p_frames_quality_from_each_keyframe(tmp_path, gop_clip, inter_weights):
+    """The k-th P-frame after a keyframe is coded at quality + p_offsets[(k-1) % n], clamped to the range; the
+    decoder reads each packet's quality; an offset out of range is a user error."""
+    stream = tmp_path / "c.lvc"
+    vcodec.encode(gop_clip, stream, quality=0.5, intra_period=4, inter_weights=inter_weights, progress=False,
+                  scene_cuts=False, keyframe_offset=0.0, p_offsets=(-1.0, 0.25))
+    packets = vcodec.info(stream).packets
+    assert [(p["type"], p["quality"]) for p in packets] == [("I", 0.5), ("P", 0.0), ("P", 0.75), ("P", 0.0),
+                                                            ("I", 0.5), ("P", 0.0)]
+    vcodec.decode(stream, tmp_path / "c.y4m", device="cpu", verify=True, inter_weights=inter_weights, progress=False)
+    with pytest.raises(vcodec.UserError, match="p-offsets"):
+        vcodec.encode(gop_clip, tmp_path / "x.lvc", inter_weights=inter_weights, progress=False, p_offsets=(8.0,))
+
+
 def test_intra_period_counts_from_the_last_keyframe():
     from vcodec.codec import FrameEncoder
     from vcodec.zoo import load_keyframe

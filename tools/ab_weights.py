@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vcodec.codec import KEYFRAME_OFFSET, MotionSearch  # noqa: E402
+from vcodec.codec import KEYFRAME_OFFSET, P_OFFSETS, MotionSearch  # noqa: E402
 from vcodec.compare import bd_entry, vcodec_codec  # noqa: E402
 from vcodec.video import read_frames  # noqa: E402
 from vcodec.zoo import DEFAULT_INTER, DEFAULT_KEYFRAME, codec_source_digest, sha256_file  # noqa: E402
@@ -51,9 +51,9 @@ def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
               side: Side) -> str:
     """Everything a side's points depend on: the clip, the settings, the weights and the codec's source
     code (the training package does not code frames)."""
-    keyframe, inter, effort, motion, keyframe_offset = side
+    keyframe, inter, effort, motion, keyframe_offset, p_offsets = side
     parts = [src.name, str(src.stat().st_size), str(frames), repr(list(qualities)), str(intra_period), str(effort),
-             repr(motion), f"keyframe_offset={keyframe_offset!r}",
+             repr(motion), f"keyframe_offset={keyframe_offset!r}", *([f"p_offsets={p_offsets!r}"] if p_offsets else []),
              sha256_file(keyframe or DEFAULT_KEYFRAME), sha256_file(inter or DEFAULT_INTER),
              codec_source_digest()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
@@ -75,10 +75,10 @@ def ab_clip(src: Path, frames: int, qualities: list[float], intra_period: int,
             stored = json.loads(entry.read_text())
             points[name], seconds[name] = stored["points"], stored["seconds"]
             continue
-        keyframe, inter, effort, motion, keyframe_offset = side
+        keyframe, inter, effort, motion, keyframe_offset, p_offsets = side
         start = time.perf_counter()
         points[name] = vcodec_codec(source, info.fps, qualities, intra_period, keyframe, None, inter, effort,
-                                    motion, keyframe_offset)["points"]
+                                    motion, keyframe_offset, p_offsets)["points"]
         seconds[name] = time.perf_counter() - start
         if entry is not None:
             entry.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keyframe-offset-a", type=float, default=KEYFRAME_OFFSET,
                     help=f"quality steps above the P-frames at which A codes keyframes (default {KEYFRAME_OFFSET:g})")
     ap.add_argument("--keyframe-offset-b", type=float, default=KEYFRAME_OFFSET, help="the same for B")
+    ap.add_argument("--p-offsets-a", type=float, nargs="*", default=list(P_OFFSETS),
+                    help="A's P-frame quality offsets, cycled from each keyframe (default: the encoder's)")
+    ap.add_argument("--p-offsets-b", type=float, nargs="*", default=list(P_OFFSETS), help="the same for B")
     ap.add_argument("--jobs", type=int, default=1, help="clips in parallel (one thread each)")
     ap.add_argument("--threads", type=int,
                     help="torch threads with --jobs 1 (e.g. 1 beside a training run, so the two do not contend)")
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sides = {side.upper(): (getattr(args, f"keyframe_{side}"), getattr(args, f"inter_{side}"),
                             getattr(args, f"effort_{side}"), _motion(args, side),
-                            getattr(args, f"keyframe_offset_{side}"))
+                            getattr(args, f"keyframe_offset_{side}"), tuple(getattr(args, f"p_offsets_{side}")))
              for side in ("a", "b")}
     job = partial(ab_clip, frames=args.frames, qualities=args.qualities, intra_period=args.intra_period,
                   sides=sides, cache=args.cache)

@@ -13,7 +13,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vcodec.codec import KEYFRAME_OFFSET, FrameDecoder, FrameEncoder, MotionSearch, substream_sizes, unpack_payload
+from vcodec.codec import (
+    KEYFRAME_OFFSET,
+    P_OFFSETS,
+    FrameDecoder,
+    FrameEncoder,
+    MotionSearch,
+    substream_sizes,
+    unpack_payload,
+)
 from vcodec.color import YUVFrame, chroma_size
 from vcodec.entropy.coder import CODER_ID
 from vcodec.errors import StreamError, UserError
@@ -86,7 +94,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
            device: str = "cpu", progress: bool = True, bitrate: float | None = None,
            inter_weights: str | os.PathLike | None = None, scene_cuts: bool = True,
            effort: int = 0, motion: MotionSearch | None = None,
-           keyframe_offset: float = KEYFRAME_OFFSET) -> EncodeResult:
+           keyframe_offset: float = KEYFRAME_OFFSET, p_offsets: tuple[float, ...] = P_OFFSETS) -> EncodeResult:
     """Encode a video file into a .lvc stream.
 
     Give either a fixed `quality` (default 4) or a target `bitrate` in kbps, for
@@ -97,7 +105,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
     weights (shipped, or `inter_weights`). `effort` > 0 spends that many gradient
     steps per frame refining its latents: fewer bits, slower encoding. `motion`: the P-frames' motion search
     (default `MotionSearch()`; `vcodec.codec.FAST_MOTION` is what `--fast` uses). `keyframe_offset`: how many
-    quality steps above `quality` a GOP's keyframes are coded (fixed quality with P-frames only).
+    quality steps above `quality` a GOP's keyframes are coded (fixed quality with P-frames only). `p_offsets`:
+    the P-frames' quality offsets from `quality`, cycled from each keyframe (fixed quality only).
     """
     out = check_output(output, input)
     if quality is not None and bitrate is not None:
@@ -120,6 +129,8 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
         raise UserError("--effort must be >= 0")
     if not -7 <= keyframe_offset <= 7:
         raise UserError("--keyframe-offset must be between -7 and 7 quality steps")
+    if not all(-7 <= o <= 7 for o in p_offsets):
+        raise UserError("--p-offsets must each be between -7 and 7 quality steps")
     dev = resolve_device(device)
     model = load_keyframe(weights, dev)
     inter = load_inter(inter_weights, dev) if intra_period != 1 else None
@@ -136,7 +147,7 @@ def encode(input: str | os.PathLike, output: str | os.PathLike, quality: float |
             container_bytes = len(header.pack()) + 16 + 10  # header, trailer, index marker+count+CRC
             rate = RateController(bitrate, info.fps, model.model.levels, 8 * container_bytes)
         encoder = FrameEncoder(model.model, quality, dev, rate, inter.model if inter else None, intra_period,
-                               scene_cuts, effort, motion or MotionSearch(), keyframe_offset)
+                               scene_cuts, effort, motion or MotionSearch(), keyframe_offset, tuple(p_offsets))
         rows = []
         with atomic_output(out) as tmp, open(tmp, "wb") as f:
             writer = StreamWriter(f, header)

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--keyframe-offset", type=float,
                    help="code each GOP's keyframe this many quality steps above its P-frames (fixed quality "
                         "with P-frames only; default: vcodec.codec.KEYFRAME_OFFSET, docs/TRAINING.md)")
+    e.add_argument("--p-offsets", type=float, nargs="+", metavar="OFFSET",
+                   help="P-frame quality offsets from the quality, cycled from each keyframe (fixed quality only; "
+                        "default: vcodec.codec.P_OFFSETS, docs/TRAINING.md)")
     e.add_argument("--frames", type=int, help="encode only the first N frames")
     e.add_argument("--weights", help="keyframe weights file (default: the shipped model)")
     e.add_argument("--inter-weights", help="inter (P-frame) weights file (default: the shipped model, if any)")
@@ -116,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
                        motion=FAST_MOTION if args.fast else None)
         if args.keyframe_offset is not None:
             options["keyframe_offset"] = args.keyframe_offset
+        if args.p_offsets is not None:
+            options["p_offsets"] = tuple(args.p_offsets)
         if len(args.input) == 1 and not os.path.isdir(args.input[0]):
             results = [(args.input[0], api.encode(args.input[0], args.output, progress=not args.quiet, **options),
                         None)]

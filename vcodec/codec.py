@@ -96,6 +96,8 @@ class MotionSearch:
 
 # Quality steps between a GOP's keyframe and its P-frames at a fixed quality (docs/TRAINING.md).
 KEYFRAME_OFFSET = 1.0
+# Quality offsets of the P-frames at a fixed quality, cycled from each keyframe (docs/TRAINING.md).
+P_OFFSETS: tuple[float, ...] = ()
 FAST_MOTION = MotionSearch(flow_steps=0, motion_offsets=(-1.0,), blocks=())  # `vcodec encode --fast`
 SUBSTREAMS_3X = {FRAME_I: 2, FRAME_P: 4}  # I: z, y; P: motion z, motion y, residual z, residual y
 SUBSTREAM_NAMES_3X = {FRAME_I: ("z", "y"), FRAME_P: ("motion_z", "motion_y", "residual_z", "residual_y")}
@@ -224,7 +226,11 @@ class FrameEncoder:
     with `effort`, the latent refinement runs once, for the chosen offset).
 
     `keyframe_offset` codes a GOP's keyframes that many quality steps above its P-frames (fixed quality,
-    intra period other than 1; clamped to the quality range). Measured in docs/TRAINING.md.
+    intra period other than 1; clamped to the quality range). `p_offsets` shapes the P-frames' quality in a
+    cycle that restarts at each keyframe: the k-th P-frame after it is coded at quality + p_offsets[(k-1) % n]
+    (fixed quality; clamped to the quality range). In a low-delay chain each frame is the next one's
+    reference, so a periodically better frame lifts the frames after it, as the hierarchical quality of
+    low-delay configurations in HEVC's reference encoder does. Measured in docs/TRAINING.md.
 
     `effort` > 0 refines each keyframe latent and P-frame residual latent with
     that many gradient steps (vcodec.models.refinement): smaller streams, slower
@@ -238,7 +244,8 @@ class FrameEncoder:
     def __init__(self, keyframe: KeyframeCodec, quality: float, device: torch.device,
                  rate: RateController | None = None, inter: InterCodec | None = None, intra_period: int = 1,
                  scene_cuts: bool = True, effort: int = 0,
-                 motion: MotionSearch = MotionSearch(), keyframe_offset: float = KEYFRAME_OFFSET):
+                 motion: MotionSearch = MotionSearch(), keyframe_offset: float = KEYFRAME_OFFSET,
+                 p_offsets: tuple[float, ...] = P_OFFSETS):
         if intra_period != 1 and inter is None:
             raise ValueError("P-frames need an inter model")
         self.keyframe, self.inter, self.device, self.rate = keyframe, inter, device, rate
@@ -248,6 +255,7 @@ class FrameEncoder:
         top = keyframe.levels - 1.0
         self.keyframe_quality = (self.quality if intra_period == 1 or rate is not None
                                  else stream_quality(min(top, max(0.0, self.quality + keyframe_offset))))
+        self.p_qualities = [stream_quality(min(top, max(0.0, self.quality + o))) for o in p_offsets or (0.0,)]
         self.intra_period = intra_period
         self.scene_cuts = scene_cuts and rate is None
         self.effort = effort
@@ -326,7 +334,7 @@ class FrameEncoder:
 
     def _encode_inter(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor, HyperLatents]:
         assert self.inter is not None and self.reference is not None
-        quality = self.quality
+        quality = self.p_qualities[(index - self._last_key - 1) % len(self.p_qualities)]
         if self.rate is not None:
             quality = stream_quality(self._p_quality if self._p_quality is not None else self.quality)
         flow = self.inter.estimate_motion(x, self.reference, self.motion.flow_steps)

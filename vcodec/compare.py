@@ -21,7 +21,7 @@ from tqdm import tqdm
 from vcodec import api
 from vcodec.anchors import DEFAULT_CRFS, encode_anchor, encode_anchor_at_bitrate, label
 from vcodec.bd import MIN_OVERLAP, bd_psnr, bd_rate, overlap
-from vcodec.codec import KEYFRAME_OFFSET, MotionSearch
+from vcodec.codec import KEYFRAME_OFFSET, P_OFFSETS, MotionSearch
 from vcodec.color import YUVFrame, yuv420_to_rgb
 from vcodec.errors import UserError
 from vcodec.metrics import frame_psnr, frame_psnr_rgb, mean_metrics, ms_ssim
@@ -82,7 +82,7 @@ class Comparison:
 
 def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, bar, inter_weights=None,
                    effort: int = 0, motion: MotionSearch | None = None,
-                   keyframe_offset: float = KEYFRAME_OFFSET) -> list[dict]:
+                   keyframe_offset: float = KEYFRAME_OFFSET, p_offsets: tuple[float, ...] = P_OFFSETS) -> list[dict]:
     clip = work / "source.mkv"
     with VideoWriter(clip, source[0].width, source[0].height, fps) as w:
         for f in source:
@@ -91,7 +91,8 @@ def _vcodec_points(source, fps, qualities, intra_period, weights, work: Path, ba
     for q in qualities:
         stream = work / f"vcodec_q{q}.lvc"
         api.encode(clip, stream, quality=q, intra_period=intra_period, weights=weights, progress=False,
-                   inter_weights=inter_weights, effort=effort, motion=motion, keyframe_offset=keyframe_offset)
+                   inter_weights=inter_weights, effort=effort, motion=motion, keyframe_offset=keyframe_offset,
+                   p_offsets=p_offsets)
         back = work / f"vcodec_q{q}.y4m"
         api.decode(stream, back, device="cpu", weights=weights, progress=False, inter_weights=inter_weights)
         decoded, _ = read_frames(back)
@@ -136,12 +137,15 @@ def bd_entry(anchor: list[dict], test: list[dict]) -> dict:
 def vcodec_codec(source: list[YUVFrame], fps: Fraction, qualities: list[float], intra_period: int,
                  weights: str | os.PathLike | None = None, bar=None,
                  inter_weights: str | os.PathLike | None = None, effort: int = 0,
-                 motion: MotionSearch | None = None, keyframe_offset: float = KEYFRAME_OFFSET) -> dict:
+                 motion: MotionSearch | None = None, keyframe_offset: float = KEYFRAME_OFFSET,
+                 p_offsets: tuple[float, ...] = P_OFFSETS) -> dict:
     """RD points of vcodec over `qualities`, as a results.json codec entry."""
     with tempfile.TemporaryDirectory() as tmp:
         points = _vcodec_points(source, fps, qualities, intra_period, weights, Path(tmp), bar, inter_weights,
-                                effort, motion, keyframe_offset)
+                                effort, motion, keyframe_offset, p_offsets)
     config = {"intra_period": intra_period, "effort": effort, "keyframe_offset": keyframe_offset}
+    if p_offsets:
+        config["p_offsets"] = list(p_offsets)
     if motion is not None:
         config["motion"] = {"flow_steps": motion.flow_steps, "motion_offsets": list(motion.motion_offsets)}
     return {"label": "vcodec", "config": config, "points": points}
