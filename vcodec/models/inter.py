@@ -153,6 +153,10 @@ class InterCodec(RateLadder, nn.Module):
         """Motion-compensated prediction x̄ from the reference and the decoded flow."""
         return self.refine(self.warp(ref, flow_hat), ref, flow_hat)
 
+    def predict_blocks(self, ref: torch.Tensor, vectors: torch.Tensor, block: int) -> torch.Tensor:
+        """`predict` from block motion's (2, rows, cols) vectors on block x block cells (vcodec.models.blocks)."""
+        return self.predict(ref, block_field(vectors, block, *ref.shape[-2:]).to(ref.device))
+
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
                 refine_steps: int = 0, block: int = 0) -> dict[str, torch.Tensor]:
@@ -250,7 +254,7 @@ class InterCodec(RateLadder, nn.Module):
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
         if vectors is None:
             vectors = fit_block_motion(xp, refp, flow, self.warp, block, *grid_shape(h, w, block))
-        pred = self.predict(refp, block_field(vectors, block, *xp.shape[-2:]).to(xp.device))
+        pred = self.predict_blocks(refp, vectors, block)
         residual, x_hat = self._code_residual(xp, pred, quality, effort, z_prev[1] if z_prev else None)
         return InterLatents((0, 0), quality, None, residual, x_hat[:, :, :h, :w], block, vectors)
 
@@ -323,7 +327,7 @@ class InterCodec(RateLadder, nn.Module):
                            quality: float) -> torch.Tensor:
         """`reconstruct` for a P-frame with block motion: its vectors, its residual latent and the reference."""
         refp = pad_to(ref, PAD)
-        pred = self.predict(refp, block_field(vectors, block, *refp.shape[-2:]).to(ref.device))
+        pred = self.predict_blocks(refp, vectors.to(ref.device), block)
         return self._add_residual(pred, residual_y_hat, quality, *ref.shape[-2:])
 
     def _add_residual(self, pred: torch.Tensor, residual_y_hat: torch.Tensor, quality: float, height: int,

@@ -159,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     schedule = Schedule(lr=train_cfg.get("lr", 5e-4), warmup=train_cfg.get("warmup", 300),
                         total_steps=train_cfg.get("total_steps", 100_000),
                         final_lr_ratio=train_cfg.get("final_lr_ratio", 0.05))
+    block_choices = [int(b) for b in train_cfg.get("block_motion", [])]  # per P-frame: 0 motion codec, B blocks
     trainer = Trainer(model, run_dir, schedule, clip=train_cfg.get("clip", 1.0), ema_decay=train_cfg.get("ema", 0.999),
                       checkpoint_minutes=train_cfg.get("checkpoint_minutes", 10.0), rank=rank, world=world,
-                      lr_scale=train_cfg.get("lr_scale"), find_unused=any(train_cfg.get("block_motion", [])),
+                      lr_scale=train_cfg.get("lr_scale"), find_unused=any(block_choices),
                       module=ChainLoss(model) if stage in ("inter", "inter_multi") else None)
     if trainer.resume():
         if rank == 0:
@@ -196,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         keyframe = load_keyframe(cfg.get("keyframe_weights"), device).model
         keyframe.requires_grad_(False)
     mc_weight, mc_steps = float(train_cfg.get("mc_weight", 0.0)), int(train_cfg.get("mc_steps", 1))
-    block_choices = [int(b) for b in train_cfg.get("block_motion", [])]  # per P-frame: 0 motion codec, B blocks
 
     def losses(step: int):
         q = sample_quality(batch, model.levels, step * world + rank, seed).to(device)
