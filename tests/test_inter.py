@@ -375,6 +375,43 @@ def test_block_vectors_code_exactly_and_damage_is_a_stream_error():
     assert field.shape == (1, 2, 18, 30) and float(field[0, 0, 17, 29]) == vectors[0, 4, 6].item() / 8
 
 
+def test_vector_predictions_and_bits_match_the_coder():
+    """The whole-grid predictor equals the coder's cell-by-cell one (edges, single rows and columns), and
+    `vector_bits` is the coder's exact size."""
+    from vcodec.models.blocks import _predictions, encode_vectors, predictions, vector_bits
+
+    gen = torch.Generator().manual_seed(3)
+    for shape in ((2, 1, 1), (2, 1, 6), (2, 5, 1), (2, 6, 9)):
+        grid = torch.randint(-40, 40, shape, generator=gen)
+        pred = predictions(grid.numpy())
+        for r in range(shape[1]):
+            for c in range(shape[2]):
+                assert (pred[:, r, c] == _predictions(grid.numpy(), r, c)).all()
+        assert (vector_bits(grid) + 7) // 8 == len(encode_vectors(grid))
+
+
+def test_snapping_block_motion_drops_vector_noise_and_keeps_the_motion():
+    """A frame that is its reference shifted by one vector, searched vectors with ±1 noise on a flat region
+    (where it changes no warping error): the rate-distortion pass sends the true vector everywhere, at fewer
+    bits, and never raises the frame's cost."""
+    from vcodec.models.blocks import snap_block_motion, vector_bits
+    from vcodec.models.flow import warp
+
+    gen = torch.Generator().manual_seed(5)
+    ref = torch.rand(1, 6, 32, 48, generator=gen)
+    ref[..., :, 24:] = 0.5  # the right half is flat: vectors there only cost bits
+    true = torch.tensor([12, -4])  # 1.5 px right, 0.5 px up
+    units = true.view(2, 1, 1).repeat(1, 4, 6)
+    cur = warp(ref, units[:, :1, :1].double().div(8).float().view(1, 2, 1, 1).expand(1, 2, 32, 48))
+    noisy = units.clone()
+    noisy[:, :, 3:] += torch.randint(-1, 2, (2, 4, 3), generator=gen)
+    snapped = snap_block_motion(noisy, cur, ref, warp, 8, 1e4, 32, 48)
+    assert torch.equal(snapped, units)
+    assert vector_bits(snapped) < vector_bits(noisy)
+    # A weight of zero on the error makes bits all that count: every cell takes a cheaper vector or keeps its own.
+    assert vector_bits(snap_block_motion(noisy, cur, ref, warp, 8, 0.0, 32, 48)) <= vector_bits(noisy)
+
+
 def test_block_motion_p_frames_decode_bit_exactly_beside_the_motion_codec(tmp_path, sample_frames):
     """Block motion alone, and block motion as one more candidate of the search (the RD-cheapest kept),
     with the shipped weights and their temporal prior: the decoder reproduces the encoder's frames, and
@@ -389,11 +426,16 @@ def test_block_motion_p_frames_decode_bit_exactly_beside_the_motion_codec(tmp_pa
         packets = vcodec.info(stream).packets[1:]
         if name == "only":
             assert all(p.get("motion_block") == 4 and "motion_quality" not in p for p in packets)
+            # `info` splits a block-motion frame's payload into its vectors and its latents
+            assert all(set(p["substreams"]) == {"vectors", "latents"} and 0 < sum(p["substreams"].values()) < p["bytes"]
+                       for p in packets)
         else:
             assert all(p.get("motion_block") in (4, 8) or "motion_quality" in p for p in packets)
         vcodec.decode(stream, tmp_path / f"{name}.y4m", device="cpu", verify=True, progress=False)
     with pytest.raises(ValueError, match="at least one"):
         MotionSearch(motion_offsets=(), blocks=())
+    with pytest.raises(ValueError, match="vector_rd"):
+        MotionSearch(vector_rd=-1.0)
 
 
 def test_motion_search_tracks_the_previous_choice_within_a_gop(sample_frames, inter_weights):
@@ -465,6 +507,7 @@ def test_block_motion_training_pass_predicts_as_the_encoder_codes(sample_frames)
     """`block` in the training pass: the same search, vectors and prediction as `compress_blocks`, their exact
     size as the motion bits, and no gradient to the motion codec or the flow network."""
     from vcodec.color import frame_to_tensor
+    from vcodec.metrics import error_weight
     from vcodec.models.blocks import block_field, encode_vectors
 
     torch.manual_seed(0)
@@ -479,6 +522,12 @@ def test_block_motion_training_pass_predicts_as_the_encoder_codes(sample_frames)
     (sum(lik.log().sum() for lik in out["likelihoods"]) + out["x_hat"].sum()).backward()
     assert all(p.grad is None for p in [*model.motion.parameters(), *model.flow_net.parameters()])
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.refine.parameters())
+    # with the encoder's rate-distortion pass over the vectors, at the sample's λ
+    with torch.no_grad():
+        out = model(x, ref, torch.tensor([3.0]), refine_steps=3, block=8, vector_rd=2.0)
+    weight = 2.0 * error_weight(float(model.lmbda(torch.tensor([3.0]))))
+    lat = model.compress_blocks(x, ref, 3.0, 8, model.estimate_motion(x, ref, 3), rate_weight=weight)
+    assert torch.equal(out["motion_bits"], torch.tensor([8.0 * len(encode_vectors(lat.vectors))]))
 
 
 def test_p_payload_too_short_for_the_global_motion_is_a_stream_error():

@@ -41,10 +41,11 @@ Side = tuple[str | None, str | None, int, MotionSearch, float]
 def _motion(args: argparse.Namespace, side: str) -> MotionSearch:
     default = MotionSearch()
     steps, offsets = getattr(args, f"flow_steps_{side}"), getattr(args, f"motion_offsets_{side}")
-    blocks = getattr(args, f"motion_blocks_{side}")
+    blocks, vector_rd = getattr(args, f"motion_blocks_{side}"), getattr(args, f"vector_rd_{side}")
     return MotionSearch(default.flow_steps if steps is None else steps,
                         tuple(offsets) if offsets is not None else default.motion_offsets,
-                        blocks=tuple(blocks) if blocks is not None else default.blocks)
+                        blocks=tuple(blocks) if blocks is not None else default.blocks,
+                        vector_rd=default.vector_rd if vector_rd is None else vector_rd)
 
 
 def cache_key(src: Path, frames: int, qualities: list[float], intra_period: int,
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-blocks-a", type=int, nargs="*",
                     help="block motion cell sizes A's motion search tries too (default: the encoder's)")
     ap.add_argument("--motion-blocks-b", type=int, nargs="*", help="the same for B")
+    ap.add_argument("--vector-rd-a", type=float,
+                    help="weight of warping error against block vectors' bits for A (default: the encoder's)")
+    ap.add_argument("--vector-rd-b", type=float, help="the same for B")
     ap.add_argument("--flow-steps-a", type=int, help="flow sharpening steps for A's P-frames (default: the encoder's)")
     ap.add_argument("--flow-steps-b", type=int, help="the same for B")
     ap.add_argument("--keyframe-offset-a", type=float, default=KEYFRAME_OFFSET,

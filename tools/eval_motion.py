@@ -13,8 +13,9 @@ between the sharpened and the decoded field is what the motion codec loses.
 With --blocks B ..., the same pairs are also predicted by block motion
 (vcodec.models.blocks, as the encoder searches and sends it): one vector per BxB
 cell of the 4:2:0 grid (2Bx2B luma pixels), fitted to the warping error from the
-sharpened field's cell means, in quarter luma pixels, with the real bytes of its
-median-predicted Exp-Golomb codes.
+sharpened field's cell means, then weighed against their bits at the frame's λ
+(`--vector-rd`, the encoder's default), in quarter luma pixels, with the real
+bytes of its median-predicted Exp-Golomb codes.
 
 With --code, each field (decoded or block) then predicts the P-frame through the
 P-frame codec's refinement and its residual codec codes the rest at the
@@ -34,9 +35,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vcodec.codec import MotionSearch  # noqa: E402
 from vcodec.color import frame_to_tensor, quantize_tensor  # noqa: E402
-from vcodec.metrics import yuv_mse  # noqa: E402
-from vcodec.models.blocks import block_field, encode_vectors, fit_block_motion, grid_shape  # noqa: E402
+from vcodec.metrics import error_weight, yuv_mse  # noqa: E402
+from vcodec.models.blocks import (  # noqa: E402
+    block_field,
+    encode_vectors,
+    fit_block_motion,
+    grid_shape,
+    snap_block_motion,
+)
 from vcodec.models.flow import refine_flow  # noqa: E402
 from vcodec.models.hyperprior import PAD, pad_to  # noqa: E402
 from vcodec.models.inter import FLOW_SCALE, global_motion, motion_field  # noqa: E402
@@ -62,7 +70,8 @@ def code_with(inter, x1: torch.Tensor, ref: torch.Tensor, field: torch.Tensor, q
 
 @torch.inference_mode()
 def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: list[float],
-                 refine_steps: int, blocks: tuple[int, ...] = (), code: bool = False) -> dict:
+                 refine_steps: int, blocks: tuple[int, ...] = (), code: bool = False,
+                 vector_rd: float = MotionSearch().vector_rd) -> dict:
     x0 = frame_to_tensor(prev)
     h, w = x0.shape[-2:]
     x0, x1 = pad_to(x0, PAD), pad_to(frame_to_tensor(cur), PAD)
@@ -85,6 +94,9 @@ def measure_pair(inter, keyframe, prev, cur, quality: float, motion_qualities: l
     row["blocks"] = {}
     for block in blocks:  # as InterCodec.compress_blocks searches and sends it
         vectors = fit_block_motion(x1, ref, sharp, inter.warp, block, *grid_shape(h, w, block))
+        if vector_rd > 0:
+            weight = vector_rd * error_weight(float(keyframe.lmbda(torch.tensor([quality]))))
+            vectors = snap_block_motion(vectors, x1, ref, inter.warp, block, weight, h, w)
         field = block_field(vectors, block, *x1.shape[-2:])
         bits = 8 * len(encode_vectors(vectors))
         row["blocks"][str(block)] = {"bpp": bits / luma_pixels, "db": psnr(inter.warp(ref, field), x1, h, w)}
@@ -113,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow-steps", type=int, default=20, help="flow sharpening steps, as the encoder")
     ap.add_argument("--blocks", nargs="*", type=int, default=[],
                     help="also measure block motion with these cell sizes on the 4:2:0 grid (e.g. 4 8)")
+    ap.add_argument("--vector-rd", type=float, default=MotionSearch().vector_rd,
+                    help="weight of the warping error against the vectors' bits, as a fraction of λ "
+                         "(default: the encoder's; 0: the search's vectors as they are)")
     ap.add_argument("--code", action="store_true",
                     help="also code each P-frame with each field: the frame's real bits and PSNR-YUV")
     ap.add_argument("--threads", type=int, default=2)
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for quality in args.qualities:
             for i in range(0, 2 * args.pairs - 1, 2):
                 row = measure_pair(inter, keyframe, frames[i], frames[i + 1], quality, args.motion_qualities,
-                                   args.flow_steps, tuple(args.blocks), args.code)
+                                   args.flow_steps, tuple(args.blocks), args.code, args.vector_rd)
                 rows.append({"quality": quality, "pair": i, **row})
                 print(f"{clip.stem} q{quality:g} pair {i}->{i + 1}: network {row['network_db']:.2f} dB, "
                       f"sharpened {row['sharpened_db']:.2f} dB{describe(row)}", flush=True)

@@ -22,7 +22,7 @@ from vcodec.color import YUVFrame, chroma_size, frame_to_tensor, quantize_tensor
 from vcodec.entropy.coder import EntropyDecodeError
 from vcodec.entropy.exact import ExactnessError
 from vcodec.errors import StreamError
-from vcodec.metrics import yuv_mse
+from vcodec.metrics import error_weight, yuv_mse
 from vcodec.models.blocks import decode_vectors, encode_vectors, grid_shape
 from vcodec.models.flow import REFINE_STEPS
 from vcodec.models.inter import HyperLatents, InterCodec, InterLatents
@@ -69,7 +69,10 @@ class MotionSearch:
     and one neighbouring offset (alternately the next lower and the next higher): the best offset drifts
     slowly within a shot, so this keeps nearly all of the search's gain for one coding fewer per frame.
     `blocks`: cell sizes (4:2:0 grid) at which block motion (vcodec.models.blocks) is tried too, each one
-    more residual coding per frame; with no motion offsets, only block motion is used.
+    more residual coding per frame; with no motion offsets, only block motion is used. `vector_rd`: weight of
+    the warping error against block motion's vector bits in the search's rate-distortion pass
+    (vcodec.models.blocks.snap_block_motion), as a fraction of the frame's λ (the warping error is not the
+    final error: the residual codec removes part of it); 0 sends the search's vectors as they are.
     Measured on the eval clips in docs/TRAINING.md.
     """
 
@@ -77,12 +80,15 @@ class MotionSearch:
     motion_offsets: tuple[float, ...] = (0.0, -1.0, -2.0)
     track: bool = True
     blocks: tuple[int, ...] = (8, 16)
+    vector_rd: float = 1.0
 
     def __post_init__(self) -> None:
         if self.flow_steps < 0 or not (self.motion_offsets or self.blocks):
             raise ValueError("MotionSearch needs flow_steps >= 0 and at least one motion offset or block size")
         if any(not 1 <= b <= 255 for b in self.blocks):
             raise ValueError("MotionSearch block sizes run from 1 to 255")
+        if self.vector_rd < 0:
+            raise ValueError("MotionSearch vector_rd must be >= 0")
 
     def candidates(self, previous: int | None, index: int) -> list[int]:
         """Indices into `motion_offsets` to code frame `index` with, given the previous P-frame's choice
@@ -157,10 +163,14 @@ def unpack_payload(packet: Packet, version: tuple[int, int] = VERSION) -> tuple[
 
 
 def substream_sizes(packet: Packet, version: tuple[int, int] = VERSION) -> dict[str, int]:
-    """Bytes of each entropy-coded substream of a format-3.x or 2.x packet, by name (what `vcodec info`
-    reports); empty from format 4.0 on, where all of a frame's latents share one ANS stream."""
+    """Bytes of each part of a packet's payload, by name (what `vcodec info` reports): the entropy-coded
+    substreams of format 3.x and 2.x; from format 4.0 on all of a frame's latents share one ANS stream, so only
+    a P-frame with block motion (format 7) splits, into its vectors and its latents."""
     if version >= (4, 0):
-        return {}
+        if packet.frame_type != FRAME_P:
+            return {}
+        side, (latents,) = unpack_payload(packet, version)
+        return {"vectors": len(side.vectors), "latents": len(latents)} if side.block else {}
     _, parts = unpack_payload(packet, version)
     return {name: len(part) for name, part in zip(SUBSTREAM_NAMES_3X[packet.frame_type], parts)}
 
@@ -304,16 +314,22 @@ class FrameEncoder:
 
     def _code_blocks(self, x: torch.Tensor, index: int, quality: float, block: int, flow: torch.Tensor,
                      effort: int, vectors: torch.Tensor | None = None) -> tuple[Packet, InterLatents]:
-        lat = self.inter.compress_blocks(x, self.reference, quality, block, flow, effort, self._z_prev, vectors)
+        rate_weight = self.motion.vector_rd * self._error_weight(quality)
+        lat = self.inter.compress_blocks(x, self.reference, quality, block, flow, effort, self._z_prev, vectors,
+                                         rate_weight)
         payload = pack_p_payload((0, 0), quality, lat.substream(), block=block, vectors=encode_vectors(lat.vectors))
         return Packet(FRAME_P, index, quality, payload), lat
+
+    def _error_weight(self, quality: float) -> float:
+        """`error_weight` at `quality`'s λ."""
+        return error_weight(float(self.keyframe.lmbda(torch.tensor([quality]))))
 
     def _rd_cost(self, packet: Packet, x_hat: torch.Tensor, x: torch.Tensor, quality: float | None = None) -> float:
         """Bits plus λ-weighted distortion, λ that of `quality` (default the packet's): candidates for one
         frame are compared at the same λ even when coded at different qualities."""
-        lam = float(self.keyframe.lmbda(torch.tensor([packet.quality if quality is None else quality])))
         mse = float(yuv_mse(quantize_tensor(x_hat).double(), x.double()))
-        return 8 * packet.size + lam * 255**2 * mse * 4 * x.shape[-2] * x.shape[-1]
+        weight = self._error_weight(packet.quality if quality is None else quality)
+        return 8 * packet.size + weight * mse * x.shape[-2] * x.shape[-1]
 
     def _encode_intra(self, x: torch.Tensor, index: int) -> tuple[Packet, torch.Tensor]:
         y0 = self.keyframe.analysis(x)

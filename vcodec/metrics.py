@@ -28,6 +28,13 @@ def yuv_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (6 * se[:, :4].mean((1, 2, 3)) + se[:, 4].mean((1, 2)) + se[:, 5].mean((1, 2))) / 8
 
 
+def error_weight(lmbda: float) -> float:
+    """Bits that one unit of squared error (0..1 samples, `yuv_mse`-weighted, summed over the 4:2:0 grid's
+    positions) is worth at rate-distortion weight λ (on 8-bit MSE, per luma pixel): what the encoder's
+    decisions and block motion's vector search weigh distortion by."""
+    return lmbda * 255**2 * 4
+
+
 def frame_psnr(ref: YUVFrame, test: YUVFrame) -> dict[str, float]:
     y, u, v = (psnr(a, b) for a, b in zip(ref.planes(), test.planes()))
     return {"psnr_y": y, "psnr_u": u, "psnr_v": v, "psnr_yuv": (6 * y + u + v) / 8}

@@ -61,6 +61,70 @@ def fit_block_motion(cur: torch.Tensor, ref: torch.Tensor, start: torch.Tensor, 
     return units.clamp(-VECTOR_LIMIT + 1, VECTOR_LIMIT - 1)
 
 
+def predictions(units: np.ndarray) -> np.ndarray:
+    """`_predictions` for every cell at once: (2, rows, cols) -> (2, rows, cols). A cell's predictor depends
+    only on the final values of its neighbours, so the whole grid's follows from the grid."""
+    _, rows, cols = units.shape
+    padded = np.zeros((2, rows + 1, cols + 2), dtype=np.int64)  # a zero row above, zero columns either side
+    padded[:, 1:, 1:-1] = units
+    left, top = padded[:, 1:, :-2], padded[:, :-1, 1:-1]
+    corner = padded[:, :-1, 2:].copy()
+    if cols > 1:  # the top-right cell is missing at the right edge: the top-left one stands in
+        corner[:, :, -1] = padded[:, :-1, -3]
+    pred = np.median(np.stack([left, top, corner]), axis=0).astype(np.int64)
+    pred[:, 0] = left[:, 0]
+    return pred
+
+
+def code_lengths(diffs: np.ndarray) -> np.ndarray:
+    """Bits of each signed Exp-Golomb code of `encode_vectors` for integer differences from the prediction."""
+    codes = np.where(diffs > 0, 2 * diffs - 1, -2 * diffs)
+    return 2 * np.floor(np.log2(codes + 1)).astype(np.int64) + 1
+
+
+def vector_bits(units: torch.Tensor) -> int:
+    """Exact bits `encode_vectors` spends on (2, rows, cols) vectors, before the final byte's padding."""
+    grid = units.cpu().numpy().astype(np.int64)
+    return int(code_lengths(grid - predictions(grid)).sum())
+
+
+def snap_block_motion(units: torch.Tensor, cur: torch.Tensor, ref: torch.Tensor, warp_fn, block: int,
+                      bits_per_error: float, height: int, width: int, rounds: int = 4) -> torch.Tensor:
+    """Rate-distortion pass over searched vectors: each cell may instead take its predictor's vector, its left
+    or top neighbour's, or move one unit towards its predictor, where that costs fewer bits than the warping
+    error it adds, weighted by `bits_per_error` (bits per unit of summed `yuv_mse`-weighted squared error over
+    the cell's pixels). The search alone spends bits on vectors that differ from their predictor by noise;
+    H.264 encoders weigh motion bits against the prediction error in the same way. Cells decide together from
+    the previous round's predictors; a round is kept only if the frame's total cost falls."""
+    rows, cols = units.shape[-2:]
+    grid = units.cpu().numpy().astype(np.int64)
+
+    def cell_errors(candidate: np.ndarray) -> np.ndarray:
+        field = block_field(torch.from_numpy(candidate), block, *cur.shape[-2:]).to(cur.device)
+        se = (warp_fn(ref, field) - cur) ** 2
+        weighted = ((6 * se[:, :4].mean(1) + se[:, 4] + se[:, 5]) / 8)[0, :height, :width]
+        weighted = F.pad(weighted, (0, cols * block - width, 0, rows * block - height))
+        return weighted.reshape(rows, block, cols, block).sum((1, 3)).double().cpu().numpy()
+
+    def costs(candidate: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        rate = code_lengths(candidate - pred).sum(0)
+        return rate + bits_per_error * cell_errors(candidate)
+
+    total = costs(grid, predictions(grid)).sum()
+    for _ in range(rounds):
+        pred = predictions(grid)
+        left = np.concatenate([grid[:, :, :1], grid[:, :, :-1]], axis=2)
+        top = np.concatenate([grid[:, :1], grid[:, :-1]], axis=1)
+        options = [grid, pred, left, top, grid + np.sign(pred - grid)]
+        choice = np.argmin(np.stack([costs(o, pred) for o in options]), axis=0)
+        snapped = np.take_along_axis(np.stack(options), choice[None, None], axis=0)[0]
+        new_total = costs(snapped, predictions(snapped)).sum()
+        if not new_total < total:
+            break
+        grid, total = snapped, new_total
+    return torch.from_numpy(grid).to(units.device)
+
+
 def _predictions(units: np.ndarray, r: int, c: int) -> np.ndarray:
     """H.264's motion vector predictor: the median of the left, top and top-right cells (top-left at the
     right edge); the left cell alone on the first row; missing cells count as zero vectors."""

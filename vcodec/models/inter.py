@@ -29,7 +29,8 @@ import torch.nn as nn
 
 from vcodec.entropy import coder
 from vcodec.layers import conv
-from vcodec.models.blocks import block_field, encode_vectors, fit_block_motion, grid_shape
+from vcodec.metrics import error_weight
+from vcodec.models.blocks import block_field, encode_vectors, fit_block_motion, grid_shape, snap_block_motion
 from vcodec.models.conditional import ConditionalHyperprior
 from vcodec.models.flow import FlowNet, refine_flow, warp, warp_yuv420
 from vcodec.models.hyperprior import (
@@ -159,17 +160,18 @@ class InterCodec(RateLadder, nn.Module):
 
     # ----------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
-                refine_steps: int = 0, block: int = 0) -> dict[str, torch.Tensor]:
+                refine_steps: int = 0, block: int = 0, vector_rd: float = 0.0) -> dict[str, torch.Tensor]:
         """Training pass on padded tensors (sizes divisible by 32).
 
         `refine_steps` > 0 sharpens the flow as the encoder does (`estimate_motion`), so the motion codec,
         the refinement network and the residual codec learn on the fields they are given at coding time.
         The sharpening enters as a constant offset: the flow network still receives the loss's gradient.
         `block` > 0 sends the motion as block vectors instead (`compress_blocks`); "motion_bits" is then their
-        exact size, a constant to the loss, and the motion networks receive no gradient.
+        exact size, a constant to the loss, and the motion networks receive no gradient; `vector_rd` > 0
+        adds the encoder's rate-distortion pass over the vectors (`MotionSearch.vector_rd`) at each sample's λ.
         """
         if block > 0:
-            return self._forward_blocks(x, ref, q, refine_steps, block)
+            return self._forward_blocks(x, ref, q, refine_steps, block, vector_rd)
         # Motion estimation is the encoder's search: under error-propagation-aware training
         # (vcodec.training.inter) the reference carries gradients, which do not flow through the search.
         flow = self.flow_net(x, ref.detach())
@@ -187,13 +189,21 @@ class InterCodec(RateLadder, nn.Module):
         }
 
     def _forward_blocks(self, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor, refine_steps: int,
-                        block: int) -> dict[str, torch.Tensor]:
+                        block: int, vector_rd: float) -> dict[str, torch.Tensor]:
         """`forward` with block motion: the encoder's search per sample, then prediction and residual coding."""
         height, width = x.shape[-2:]
         with torch.no_grad():
             start = refine_flow(x, ref, self.flow_net(x, ref.detach()), self.warp, steps=refine_steps)
-        vectors = [fit_block_motion(x[i:i + 1], ref[i:i + 1], start[i:i + 1], self.warp, block,
-                                    *grid_shape(height, width, block)) for i in range(x.shape[0])]
+        vectors = []
+        for i in range(x.shape[0]):
+            v = fit_block_motion(x[i:i + 1], ref[i:i + 1], start[i:i + 1], self.warp, block,
+                                 *grid_shape(height, width, block))
+            if vector_rd > 0:
+                weight = vector_rd * error_weight(float(self.lmbda(q[i:i + 1])))
+                with torch.no_grad():
+                    v = snap_block_motion(v, x[i:i + 1], ref[i:i + 1].detach(), self.warp, block, weight, height,
+                                          width)
+            vectors.append(v)
         flow_hat = torch.cat([block_field(v, block, height, width) for v in vectors]).to(x.device)
         pred = self.predict(ref, flow_hat)
         r = self.residual(x - pred, q, self._condition(pred))
@@ -246,14 +256,18 @@ class InterCodec(RateLadder, nn.Module):
     @torch.inference_mode()
     def compress_blocks(self, x: torch.Tensor, ref: torch.Tensor, quality: float, block: int, flow: torch.Tensor,
                         effort: int = 0, z_prev: HyperLatents | None = None,
-                        vectors: torch.Tensor | None = None) -> InterLatents:
+                        vectors: torch.Tensor | None = None, rate_weight: float = 0.0) -> InterLatents:
         """`compress` with block motion instead of the motion codec: one vector per block x block cell,
         searched from `flow` (`estimate_motion(x, ref)`) and sent exactly (vcodec.models.blocks);
-        `vectors`: the search's result for this frame and block size, when already computed."""
+        `vectors`: the search's result for this frame and block size, when already computed. `rate_weight` > 0
+        (bits per unit of summed warping error) weighs the vectors' bits against their warping error
+        (`snap_block_motion`)."""
         h, w = x.shape[-2:]
         xp, refp = pad_to(x, PAD), pad_to(ref, PAD)
         if vectors is None:
             vectors = fit_block_motion(xp, refp, flow, self.warp, block, *grid_shape(h, w, block))
+            if rate_weight > 0:
+                vectors = snap_block_motion(vectors, xp, refp, self.warp, block, rate_weight, h, w)
         pred = self.predict_blocks(refp, vectors, block)
         residual, x_hat = self._code_residual(xp, pred, quality, effort, z_prev[1] if z_prev else None)
         return InterLatents((0, 0), quality, None, residual, x_hat[:, :, :h, :w], block, vectors)

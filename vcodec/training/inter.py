@@ -171,7 +171,7 @@ def _bits(likelihoods: list[torch.Tensor]) -> torch.Tensor:
 
 def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q: torch.Tensor,
                mc_weight: float = 0.0, refine_steps: int = 0, propagate: bool = False,
-               blocks: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               blocks: list[int] | None = None, vector_rd: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Rate-distortion loss over the P-frames of `seq` (B, 1 + K, 6, h, w); frame 0 is the keyframe.
 
     Each P-frame is predicted from the previous reconstruction, rounded to 8 bits
@@ -180,7 +180,8 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
     up the first steps of training. `refine_steps`: the encoder's flow sharpening
     (InterCodec.forward). `blocks`: how each P-frame sends its motion, one entry per
     frame (0: the motion codec; B > 0: block motion with BxB cells), as the
-    encoder chooses between them frame by frame.
+    encoder chooses between them frame by frame; `vector_rd`: the encoder's
+    rate-distortion pass over block vectors (`MotionSearch.vector_rd`).
     """
     ref = keyframe_reference(keyframe, seq[:, 0], q)
     lam = model.lmbda(q) * 255**2
@@ -190,7 +191,7 @@ def inter_loss(model: InterCodec, keyframe: KeyframeCodec, seq: torch.Tensor, q:
     for t in range(1, seq.shape[1]):
         x = seq[:, t]
         block = blocks[t - 1] if blocks else 0
-        out = model(x, ref, q, refine_steps=refine_steps, block=block)
+        out = model(x, ref, q, refine_steps=refine_steps, block=block, vector_rd=vector_rd)
         bpp = (_bits(out["likelihoods"]) + out.get("motion_bits", 0.0)) / luma_pixels
         mse = yuv_mse(out["x_hat"].float(), x)
         loss = lam * mse + bpp

@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         blocks = sample_blocks(frames - 1, block_choices, step * world + rank, seed) if block_choices else None
         return forward(keyframe, x, q, mc_weight=mc_weight * max(0.0, 1 - step / mc_steps),
                        refine_steps=int(train_cfg.get("flow_refine_steps", 0)),
-                       propagate=bool(train_cfg.get("propagate", False)), blocks=blocks)
+                       propagate=bool(train_cfg.get("propagate", False)), blocks=blocks,
+                       vector_rd=float(train_cfg.get("block_vector_rd", 0.0)))
 
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.startswith("cuda"))
     if bf16 and device == "cpu" and not cpu_has_bf16():
